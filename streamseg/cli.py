@@ -1,0 +1,227 @@
+"""The command line: parse, load settings, build the pipeline, report. No logic of its own."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__
+from .errors import StreamsegError
+
+app = typer.Typer(
+    name="streamseg",
+    help="Instance segmentation, tracking and counting for video files and live streams.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+DEBUG_ENV = "STREAMSEG_DEBUG"
+
+
+def _fail(message: str, code: int) -> None:
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    print(f"streamseg: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def reported(command: Callable) -> Callable:
+    """Map streamseg's errors to one line on stderr and an exit code (2 usage/input, 1 runtime, 130 Ctrl-C)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except StreamsegError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the edge of the program: one line, trace with --debug
+            _fail(f"unexpected {exc.__class__.__name__}: {exc} (run with --debug for the trace)", 1)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"streamseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show the full trace of an error."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Instance segmentation, tracking and counting for video files and live streams."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+@app.command()
+@reported
+def segment(
+    source: str = typer.Argument(..., help="Video file to segment (any container and codec FFmpeg decodes)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: runs/<source stem>]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options; the command line wins."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path [default: shapes]."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep detections scoring at least this [default: 0.5]."),
+    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Mask probability that counts as inside [default: 0.5]."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. circle,triangle)."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Infer every Nth frame; the others show the latest result [default: 1]."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    start: Optional[float] = typer.Option(None, "--start", help="Start this many seconds into the source."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels [default: the model's]."),
+    video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write overlay.mp4 [default: on]."),
+    json_out: Optional[bool] = typer.Option(None, "--json/--no-json", help="Write frames.jsonl [default: on]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
+) -> None:
+    """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json."""
+    from .config import build_config
+    from .pipeline import Segmenter
+
+    settings = build_config(
+        config,
+        model=model,
+        weights=weights,
+        device=device,
+        score_threshold=score_threshold,
+        mask_threshold=mask_threshold,
+        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        stride=stride,
+        max_frames=max_frames,
+        start=start,
+        inference_size=inference_size,
+        video=video,
+        json=json_out,
+    )
+    out = out or Path("runs") / Path(source).stem
+    run = Segmenter(settings).run(source, out, overwrite)
+    detections = 0
+    with _progress(quiet) as progress:
+        task = progress.add_task("segment", total=run.total_frames, rate="", info="")
+        for result in run:
+            if result.inferred:
+                detections += len(result.instances)
+            elapsed = progress.tasks[task].elapsed or 0
+            rate = f"{progress.tasks[task].completed / elapsed:.1f} fps" if elapsed else ""
+            progress.update(task, advance=1, rate=rate, info=f"{detections} detections")
+    if not quiet:
+        summary = run.summary
+        stats = summary["run"]
+        console.print(
+            f"[green]done[/green]: {stats['frames_decoded']} frames ({stats['frames_inferred']} inferred) "
+            f"in {stats['wall_seconds']:.1f} s, {stats['fps']} fps"
+        )
+        for name in ("overlay.mp4", "frames.jsonl", "summary.json"):
+            if (out / name).exists():
+                console.print(f"  {out / name}")
+
+
+@app.command()
+@reported
+def synth(
+    out: Path = typer.Argument(..., help="Video file to write (e.g. clip.mp4); ground truth goes to clip.gt.jsonl."),
+    frames: int = typer.Option(300, "--frames", "-n", help="Number of frames."),
+    size: str = typer.Option("640x360", "--size", help="WIDTHxHEIGHT."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same clip."),
+    objects: int = typer.Option(6, "--objects", help="Objects on screen at a time."),
+    fps: float = typer.Option(30.0, "--fps", help="Frame rate."),
+) -> None:
+    """Render a synthetic clip of moving shapes and its ground truth in the frames.jsonl schema."""
+    from .errors import InputError
+    from .synth import write_clip
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must look like 640x360, got '{size}'") from None
+    if width < 16 or height < 16 or frames < 1 or objects < 0 or fps <= 0:
+        raise InputError("--size must be at least 16x16, --frames at least 1, --objects not negative, --fps positive")
+    gt = write_clip(out, frames, width, height, seed, objects, fps)
+    console.print(f"wrote {out} and {gt}")
+
+
+@app.command()
+@reported
+def train(
+    data: str = typer.Option("synth", "--data", help="'synth' for the synthetic world, or a COCO-format folder (annotations.json + images)."),
+    model: str = typer.Option("compact", "--model", help="compact, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2, or a checkpoint to fine-tune."),
+    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt (resumable) and model.pt (fp16)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Train for this long (wall clock)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Train for this many iterations."),
+    batch: int = typer.Option(4, "--batch", help="Images per iteration."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, cosine decay)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+) -> None:
+    """Train a Mask R-CNN; Ctrl-C saves and exits cleanly."""
+    from .train import TrainSettings
+    from .train import train as run_training
+
+    settings = TrainSettings(data=data, model=model, out=str(out), minutes=minutes, iterations=iterations,
+                             batch=batch, lr=lr, seed=seed, device=device)
+    with _progress(False) as progress:
+        task = progress.add_task("train", total=1000, rate="", info="")
+
+        def on_step(step) -> None:
+            losses = " ".join(f"{k} {v:.3f}" for k, v in step.losses.items())
+            progress.update(task, completed=int(step.progress * 1000), rate=f"{step.its_per_second:.2f} it/s",
+                            info=f"it {step.iteration} lr {step.lr:.2e} {losses}")
+
+        path = run_training(settings, resume=resume, on_step=on_step)
+    console.print(f"wrote {path} (and {path.with_name('checkpoint.pt')} to resume)")
+
+
+@app.command("eval")
+@reported
+def evaluate(
+    pred: Path = typer.Argument(..., help="Predicted frames.jsonl."),
+    gt: Path = typer.Argument(..., help="Ground truth in the same schema (e.g. clip.gt.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+) -> None:
+    """Box and mask AP of PRED against GT (COCO metrics, each frame an image)."""
+    from .evaluate import evaluate_detections, format_table
+
+    metrics = evaluate_detections(pred, gt)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        Console().print(format_table(metrics))
+
+
+def main() -> None:
+    app(prog_name="streamseg")

@@ -1,0 +1,103 @@
+"""Typed settings for a run, from defaults, a TOML file and the command line (in that order).
+
+A TOML file holds the same names as the command-line options, with underscores::
+
+    model = "shapes"
+    score_threshold = 0.6
+    inference_size = 288
+
+Unknown keys and values of the wrong type or range are errors: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .models.registry import DEFAULT_MODEL
+
+
+@dataclass
+class SegmentConfig:
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    device: str = "auto"
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    classes: list[str] | None = None
+    stride: int = 1
+    max_frames: int | None = None
+    start: float = 0.0
+    inference_size: int | None = None
+    video: bool = True
+    json: bool = True
+
+    def validate(self) -> SegmentConfig:
+        for name in ("score_threshold", "mask_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.stride < 1:
+            raise InputError(f"stride must be at least 1, got {self.stride}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"max_frames must be at least 1, got {self.max_frames}")
+        if self.start < 0:
+            raise InputError(f"start must not be negative, got {self.start}")
+        if self.inference_size is not None and not 32 <= self.inference_size <= 4096:
+            raise InputError(f"inference_size must be between 32 and 4096, got {self.inference_size}")
+        return self
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "weights": (str,),
+    "device": (str,),
+    "score_threshold": (float, int),
+    "mask_threshold": (float, int),
+    "classes": (list,),
+    "stride": (int,),
+    "max_frames": (int,),
+    "start": (float, int),
+    "inference_size": (int,),
+    "video": (bool,),
+    "json": (bool,),
+}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _checked(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    known = {f.name for f in fields(SegmentConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{origin}: unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key, value in values.items():
+        # bool is an int in Python; a stride of `true` is still a mistake.
+        if isinstance(value, bool) and bool not in _TYPES[key] or not isinstance(value, _TYPES[key]):
+            raise InputError(f"{origin}: {key} has the wrong type ({type(value).__name__})")
+        if key == "classes" and not all(isinstance(c, str) for c in value):
+            raise InputError(f"{origin}: classes must be a list of names")
+    return values
+
+
+def build_config(config_file: str | Path | None = None, **overrides: Any) -> SegmentConfig:
+    """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
+    values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
+    values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
+    for key in ("score_threshold", "mask_threshold", "start"):
+        if key in values:
+            values[key] = float(values[key])
+    return SegmentConfig(**values).validate()

@@ -1,0 +1,117 @@
+"""The per-frame record: masks as COCO RLE, and the JSONL schema, read and written.
+
+One record per inferred frame::
+
+    {"frame": 12, "time": 0.4004, "width": 640, "height": 360,
+     "instances": [{"id": null, "label": "circle", "class_id": 1, "score": 0.973,
+                    "box": [x1, y1, x2, y2], "area": 1234,
+                    "mask": {"size": [360, 640], "counts": "<compressed RLE>"}}]}
+
+Later stages add keys (``counts``, ``events``, ``wall_time``); readers ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .errors import InputError
+from .instances import Instances
+
+
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """COCO compressed RLEs of (N, H, W) boolean masks, counts as str (JSON-ready)."""
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
+    """(N, H, W) boolean masks from RLE dicts as written by :func:`encode_masks`."""
+    if not rles:
+        return np.zeros((0, height, width), bool)
+    coco = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
+    return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
+
+
+def instances_to_record(inst: Instances, class_names: Sequence[str]) -> dict:
+    """The JSONL record of one frame's instances."""
+    rles = encode_masks(inst.masks)
+    areas = inst.areas
+    ids = inst.track_ids
+    objects = []
+    for i in range(len(inst)):
+        class_id = int(inst.class_ids[i])
+        track_id = None if ids is None or ids[i] < 0 else int(ids[i])
+        objects.append(
+            {
+                "id": track_id,
+                "label": class_names[class_id] if class_id < len(class_names) else str(class_id),
+                "class_id": class_id,
+                "score": round(float(inst.scores[i]), 4),
+                "box": [round(float(v), 2) for v in inst.boxes[i]],
+                "area": int(areas[i]),
+                "mask": rles[i],
+            }
+        )
+    return {
+        "frame": int(inst.frame_index),
+        "time": round(float(inst.time), 6),
+        "width": inst.width,
+        "height": inst.height,
+        "instances": objects,
+    }
+
+
+def record_to_instances(record: dict) -> Instances:
+    """Instances (with decoded full-frame masks) from a JSONL record."""
+    objects = record["instances"]
+    height, width = int(record["height"]), int(record["width"])
+    ids = [o.get("id") for o in objects]
+    return Instances(
+        boxes=np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
+        scores=np.array([o["score"] for o in objects], np.float32),
+        class_ids=np.array([o["class_id"] for o in objects], np.int64),
+        masks=decode_masks([o["mask"] for o in objects], height, width),
+        frame_index=int(record["frame"]),
+        time=float(record["time"]),
+        track_ids=None if all(i is None for i in ids) else np.array([-1 if i is None else i for i in ids], np.int64),
+    )
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+def read_records(path: str | Path) -> Iterator[dict]:
+    """Records of a JSONL file in order.
+
+    A last line cut short by a crash (no newline, or not valid JSON) is skipped: everything before
+    it was flushed whole. A bad line anywhere else is an :class:`InputError`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a JSONL file ({exc.__class__.__name__})") from None
+    lines = text.split("\n")
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == last:  # the final, unterminated line of an interrupted run
+                return
+            raise InputError(f"{path}:{number + 1}: not valid JSON") from None
+        if not isinstance(record, dict) or "frame" not in record:
+            raise InputError(f"{path}:{number + 1}: not a streamseg frame record")
+        yield record

@@ -1,0 +1,103 @@
+"""The one data currency: what a frame is and what was found in it.
+
+``Frame`` comes out of a source; ``Instances`` comes out of the model and is then annotated in
+place by later stages (tracker fills ``track_ids``). Arrays are numpy, on the CPU, in frame pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """A decoded picture with its place in the stream.
+
+    ``index`` is the 0-based decode index; ``time`` the presentation time in seconds. ``pts`` and
+    ``time_base`` are the container's own clock, kept so the overlay can reuse the input timestamps
+    exactly (variable frame rate stays variable).
+    """
+
+    index: int
+    time: float
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    pts: int | None = None
+    time_base: Fraction | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass
+class Instances:
+    """Detected objects of one frame.
+
+    ``class_ids`` index ``class_names`` of the model (0 is background, as in torchvision).
+    ``track_ids`` is None until a tracker has run; afterwards -1 marks an unmatched detection.
+    """
+
+    boxes: np.ndarray  # (N, 4) float32, xyxy pixels
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int64
+    masks: np.ndarray  # (N, H, W) bool
+    frame_index: int = 0
+    time: float = 0.0
+    track_ids: np.ndarray | None = None  # (N,) int64
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.boxes.shape != (n, 4) or self.class_ids.shape != (n,) or self.masks.shape[0] != n:
+            raise ValueError(
+                f"inconsistent instance arrays: boxes {self.boxes.shape}, scores {self.scores.shape}, "
+                f"class_ids {self.class_ids.shape}, masks {self.masks.shape}"
+            )
+        if self.track_ids is not None and self.track_ids.shape != (n,):
+            raise ValueError(f"track_ids shape {self.track_ids.shape} does not match {n} instances")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def height(self) -> int:
+        return int(self.masks.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.masks.shape[2])
+
+    @property
+    def areas(self) -> np.ndarray:
+        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+
+    @classmethod
+    def empty(cls, height: int, width: int, frame_index: int = 0, time: float = 0.0) -> Instances:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            class_ids=np.zeros((0,), np.int64),
+            masks=np.zeros((0, height, width), bool),
+            frame_index=frame_index,
+            time=time,
+        )
+
+    def select(self, keep: np.ndarray) -> Instances:
+        """The subset chosen by a boolean mask or index array, same frame."""
+        return Instances(
+            boxes=self.boxes[keep],
+            scores=self.scores[keep],
+            class_ids=self.class_ids[keep],
+            masks=self.masks[keep],
+            frame_index=self.frame_index,
+            time=self.time,
+            track_ids=None if self.track_ids is None else self.track_ids[keep],
+            extra=dict(self.extra),
+        )

@@ -1,0 +1,259 @@
+"""Video sources: open a file (later also a camera or network stream) and iterate its frames with index and time.
+
+Everything FFmpeg can demux and decode is read through PyAV. Nothing here assumes the input is seekable or of
+known length, so live sources can reuse :class:`VideoSource` once they have their own opening options.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.container import InputContainer
+from av.stream import Disposition
+from av.video.codeccontext import VideoCodecContext
+from av.video.stream import VideoStream
+
+from .errors import InputError
+from .instances import Frame
+
+# H.264 and HEVC hold back at most 16 frames for reordering, so no timestamp can belong further ahead than that.
+MAX_LOOKAHEAD = 16
+# A decoder that reorders by n frames can still return a frame up to about 4n frames after the one whose timestamp
+# it carries (a run of three non-reference B-frames behind a P-frame, or a B-pyramid).
+LOOKAHEAD_PER_REORDER = 4
+# A frame this many seconds before ``start`` still counts as at ``start`` (float seconds vs. integer ticks).
+START_TOLERANCE = 1e-6
+
+
+@dataclass
+class SourceInfo:
+    """What is known about a source before its frames are read."""
+
+    path: str  # as given
+    container: str  # FFmpeg's demuxer name, e.g. "avi" or "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # e.g. "h264", "msmpeg4v3", "cinepak"
+    width: int  # of the frames this source yields
+    height: int
+    fps: float | None  # average frame rate, if the container states one
+    frame_count: int | None  # None when unknown (live, or no index)
+    duration: float | None  # seconds, None when unknown
+    time_base: Fraction  # the video stream's time base: the unit of Frame.pts
+    live: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the time base as a "num/den" string."""
+        return {**asdict(self), "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}"}
+
+
+class VideoSource:
+    """Iterable of :class:`~streamseg.instances.Frame` from anything PyAV opens. A context manager.
+
+    Opening decodes the first frame, so an input without a single decodable frame fails here with
+    :class:`InputError` rather than halfway through a run. Iteration is single-pass: a second ``iter()`` continues
+    where the first stopped. Packets the decoder rejects are skipped and counted in ``decode_errors``.
+
+    ``Frame.pts`` is in ``info.time_base`` and strictly increasing; ``Frame.time`` is seconds from the start of the
+    video stream. See :class:`_Retimer` for how both are derived from the container's timestamps.
+    """
+
+    def __init__(self, spec: str | os.PathLike, *, start: float = 0.0):
+        self.spec = os.fspath(spec)
+        if not start >= 0:
+            raise InputError(f"{self.spec}: start must be a non-negative number of seconds, got {start}")
+        self.decode_errors = 0
+        self._container = _open_container(self.spec)
+        try:
+            self._stream = _video_stream(self._container, self.spec)
+            # Frame threads (several frames decoded at once) are what speed up the decoders of most formats.
+            self._stream.thread_type = "AUTO"
+            time_base = self._stream.time_base or Fraction(1, av.time_base)
+            # Times count from the stream's stated start; a stream that states none starts at its first frame.
+            self._origin = self._stream.start_time
+            if start > 0:
+                self._seek(start, time_base)
+            self._frames = self._frames_from(start, time_base)
+            self._first = next(self._frames, None)
+            if self._first is None:
+                after = f" at or after {start:g} s" if start > 0 else ""
+                raise InputError(f"{self.spec}: no decodable video frames{after}")
+            self.info = _describe(self.spec, self._container, self._stream, time_base, self._first)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._frames
+
+    def close(self) -> None:
+        self._frames.close()
+        self._container.close()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _seek(self, start: float, time_base: Fraction) -> None:
+        target = (self._origin or 0) + math.floor(start / time_base)
+        try:
+            # To the keyframe at or before ``start``; the frames between it and ``start`` are decoded and dropped.
+            self._container.seek(target, stream=self._stream, backward=True)
+        except av.error.FFmpegError:
+            pass  # not seekable (a pipe, a live stream): decode from here and drop everything before ``start``
+
+    def _frames_from(self, start: float, time_base: Fraction) -> Iterator[Frame]:
+        retimer = _Retimer(self._stream.codec_context, _nominal_step(self._stream, time_base), self._origin or 0)
+        size = None
+        index = 0
+        for picture, pts in retimer.retime(self._decoded()):
+            if self._origin is None:
+                self._origin = pts
+            time = float((pts - self._origin) * time_base)
+            if time < start - START_TOLERANCE:
+                continue
+            # A stream may change resolution midway (spliced files, live streams); later stages assume one size.
+            size = size or (picture.width, picture.height)
+            image = picture.to_ndarray(format="rgb24", width=size[0], height=size[1])
+            yield Frame(index=index, time=time, image=image, pts=pts, time_base=time_base)
+            index += 1
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Every picture the decoder returns, in display order, skipping (and counting) packets it rejects."""
+        packets = self._container.demux(self._stream)  # ends with an empty packet, which flushes the decoder
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.error.FFmpegError as exc:  # the file itself cannot be read on (demuxers resync over damage)
+                raise InputError(f"{self.spec}: read error ({_reason(exc)})") from None
+            if packet is None:
+                return
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                self.decode_errors += 1
+
+
+class _Retimer:
+    """Gives decoded pictures strictly increasing timestamps, using the container's where they make sense.
+
+    Some files attach timestamps to the wrong pictures: AVI with packed B-frames (Megamind.avi), MP4 muxed with
+    decode-order timestamps (box.mp4). The decoder still returns the pictures in display order and the set of
+    timestamps is right, so each picture gets the smallest timestamp not yet used among those of the next few
+    pictures. For a correctly muxed file that is the picture's own timestamp, so nothing changes. A picture without
+    pts takes its dts (as FFmpeg's best-effort timestamp does); one with neither comes one nominal frame duration
+    (``step`` ticks) after the previous picture.
+    """
+
+    def __init__(self, decoder: VideoCodecContext, step: int, origin: int):
+        self.decoder = decoder
+        self.step = step
+        self.origin = origin  # for a first picture without any timestamp
+        self.lookahead = 0
+        self.pending: deque[tuple[av.VideoFrame, bool]] = deque()  # pictures, and whether each brought a timestamp
+        self.stamps: list[int] = []  # heap of the timestamps the pending pictures brought
+        self.last: int | None = None
+
+    def retime(self, pictures: Iterator[av.VideoFrame]) -> Iterator[tuple[av.VideoFrame, int]]:
+        for picture in pictures:
+            stamp = picture.pts if picture.pts is not None else picture.dts
+            if stamp is not None:
+                if self.last is not None and stamp < self.last:
+                    # It arrived after its place was given away: look further ahead from now on.
+                    self.lookahead = min(self.lookahead + 1, MAX_LOOKAHEAD)
+                heapq.heappush(self.stamps, stamp)
+            self.pending.append((picture, stamp is not None))
+            # Read every time: a decoder raises its reorder depth as it learns the stream.
+            reorder = self.decoder.reorder_depth * LOOKAHEAD_PER_REORDER
+            self.lookahead = max(self.lookahead, min(reorder, MAX_LOOKAHEAD))
+            while len(self.pending) > self.lookahead:
+                yield self._next()
+        while self.pending:
+            yield self._next()
+
+    def _next(self) -> tuple[av.VideoFrame, int]:
+        picture, stamped = self.pending.popleft()
+        if stamped:
+            stamp = heapq.heappop(self.stamps)
+            if self.last is not None and stamp <= self.last:
+                # A duplicate, or a step back that reordering cannot explain. Keep the picture (it is real content)
+                # one tick after the previous one; later pictures keep their own timestamps, so nothing shifts.
+                stamp = self.last + 1
+        else:
+            stamp = self.origin if self.last is None else self.last + self.step
+        self.last = stamp
+        return picture, stamp
+
+
+def open_source(spec: str | os.PathLike, *, start: float = 0.0) -> VideoSource:
+    """Open ``spec`` (a video file path) for reading from ``start`` seconds; raises :class:`InputError`."""
+    return VideoSource(spec, start=start)
+
+
+def _open_container(spec: str) -> InputContainer:
+    if "://" not in spec:  # a local path: name the common mistakes more plainly than FFmpeg would
+        path = Path(spec)
+        if not path.exists():
+            raise InputError(f"{spec}: no such file")
+        if path.is_dir():
+            raise InputError(f"{spec}: is a directory, not a video file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{spec}: empty file (0 bytes)")
+    try:
+        return av.open(spec, "r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
+
+
+def _video_stream(container: InputContainer, spec: str) -> VideoStream:
+    # Cover art in an audio file is a one-picture "video" stream; it is not a video.
+    videos = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+    if not videos:
+        found = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        raise InputError(f"{spec}: no video stream (found: {found})")
+    if videos[0].codec_context is None:
+        raise InputError(f"{spec}: no decoder for its video codec")
+    return videos[0]
+
+
+def _nominal_step(stream: VideoStream, time_base: Fraction) -> int:
+    """One frame's duration in ticks of ``time_base``, from the best frame rate the container suggests."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return max(1, round(1 / (rate * time_base))) if rate else 1
+
+
+def _describe(spec: str, container: InputContainer, stream: VideoStream, time_base: Fraction, first: Frame) -> SourceInfo:
+    if stream.duration is not None:
+        duration = float(stream.duration * time_base)
+    else:
+        duration = container.duration / av.time_base if container.duration is not None else None
+    frame_count = stream.frames or None
+    if frame_count is None and container.format.name.startswith("mov,"):
+        # Fragmented MP4 (what VideoWriter writes) states no frame count, but its sample index is complete.
+        frame_count = len(stream.index_entries) or None
+    return SourceInfo(
+        path=spec,
+        container=container.format.name,
+        codec=stream.codec_context.codec.canonical_name,  # the format's name (msmpeg4v3), not the decoder's
+        width=first.width,
+        height=first.height,
+        fps=float(stream.average_rate) if stream.average_rate else None,
+        frame_count=frame_count,
+        duration=duration,
+        time_base=time_base,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__

@@ -1,0 +1,78 @@
+import numpy as np
+
+from streamseg.formats import read_records, record_to_instances
+from streamseg.sources import open_source
+from streamseg.synth import CLASS_NAMES, MAX_SIZE, MIN_VISIBLE_AREA, World, random_scene, write_clip
+
+
+def _frames(seed, n=5, **kw):
+    return [f for _, f in zip(range(n), World(seed=seed, **kw))]
+
+
+def test_same_seed_same_world_other_seed_other_world():
+    a, b, c = _frames(3, width=160, height=96), _frames(3, width=160, height=96), _frames(4, width=160, height=96)
+    for (ia, ga), (ib, gb) in zip(a, b):
+        assert np.array_equal(ia, ib)
+        assert np.array_equal(ga.masks, gb.masks) and np.array_equal(ga.track_ids, gb.track_ids)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_ground_truth_is_the_visible_part_without_overlap():
+    for image, gt in _frames(11, n=30, width=320, height=180, objects=10):
+        assert gt.masks.shape[1:] == image.shape[:2]
+        # Visible parts never overlap: each pixel belongs to at most one object.
+        assert gt.masks.sum(axis=0).max() <= 1
+        assert (gt.areas >= MIN_VISIBLE_AREA).all()
+        assert set(gt.class_ids.tolist()) <= {1, 2, 3}
+        for box, mask in zip(gt.boxes, gt.masks):
+            ys, xs = np.nonzero(mask)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_ids_are_stable_and_objects_come_and_go():
+    frames = _frames(5, n=300, width=200, height=120, objects=5)
+    seen_in = {}
+    for index, (_, gt) in enumerate(frames):
+        for tid in gt.track_ids.tolist():
+            seen_in.setdefault(tid, []).append(index)
+    assert len(seen_in) > 5  # objects left and new ones entered
+    assert len(set(sum(([len(v)] for v in seen_in.values()), []))) > 1
+    # An id's life is one stretch of frames, with at most short gaps (occlusion), never reused later.
+    for tid, indices in seen_in.items():
+        assert max(np.diff(indices), default=1) < 100, tid
+
+
+def test_objects_move_smoothly():
+    (_, g0), (_, g1) = _frames(2, n=2, width=320, height=180, objects=6)
+    common = set(g0.track_ids.tolist()) & set(g1.track_ids.tolist())
+    assert common
+    for tid in common:
+        b0 = g0.boxes[g0.track_ids.tolist().index(tid)]
+        b1 = g1.boxes[g1.track_ids.tolist().index(tid)]
+        centre_shift = np.abs((b0[:2] + b0[2:]) / 2 - (b1[:2] + b1[2:]) / 2).max()
+        assert centre_shift < MAX_SIZE / 4  # occlusion can move a visible box's centre, motion alone little
+
+
+def test_random_scene_is_seeded_and_labelled():
+    image_a, gt_a = random_scene(np.random.default_rng(9), 120, 200)
+    image_b, gt_b = random_scene(np.random.default_rng(9), 120, 200)
+    assert image_a.shape == (120, 200, 3) and image_a.dtype == np.uint8
+    assert np.array_equal(image_a, image_b) and np.array_equal(gt_a.masks, gt_b.masks)
+    assert CLASS_NAMES[0] == "__background__" and len(CLASS_NAMES) == 4
+
+
+def test_write_clip_writes_video_and_matching_gt(tmp_path):
+    path = tmp_path / "clip.mp4"
+    gt_path = write_clip(path, frames=12, width=160, height=96, seed=1, objects=3, fps=30)
+    assert gt_path == tmp_path / "clip.gt.jsonl"
+    records = list(read_records(gt_path))
+    assert [r["frame"] for r in records] == list(range(12))
+    assert records[3]["time"] == round(3 / 30, 6)
+    source = open_source(str(path))
+    frames = list(source)
+    source.close()
+    assert len(frames) == 12
+    assert abs(frames[11].time - 11 / 30) < 1e-3
+    world_gt = _frames(1, n=12, width=160, height=96, objects=3)
+    for record, (_, gt) in zip(records, world_gt):
+        assert np.array_equal(record_to_instances(record).masks, gt.masks)
