@@ -62,6 +62,21 @@ def write_decode_order_mp4(path: Path, count: int, fps: int) -> Path:
     return path
 
 
+def write_restamped(path: Path, container_format: str, stamps: list[int], time_base: Fraction) -> Path:
+    """``picture(i)`` coded as H.264 with ``stamps[i]`` as its packet's pts and dts, in ``container_format``.
+
+    For containers that accept repeated timestamps (Matroska), or that store none at all (raw "h264").
+    """
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = _h264_stream(container, time_base, 1 / time_base, bframes=0)
+        frames = [_frame(index, index, time_base) for index in range(len(stamps))]
+        packets = [packet for frame in frames for packet in stream.encode(frame)] + stream.encode(None)
+        for packet, stamp in zip(packets, stamps, strict=True):
+            packet.pts = packet.dts = stamp
+            container.mux(packet)
+    return path
+
+
 def write_avi(path: Path, count: int, fps: int = 25, garbage: Iterable[int] = ()) -> Path:
     """An MPEG-4 part 2 AVI of ``count`` frames; the packets of the frames in ``garbage`` are random bytes."""
     garbage, rng = set(garbage), np.random.default_rng(0)

@@ -59,6 +59,8 @@ def test_round_trip_keeps_every_frame_and_its_time(tmp_path, pts, time_base, rat
         after, info = list(source), source.info
     assert len(after) == len(before) == len(pts) and info.frame_count == len(pts)
     assert [f.time for f in after] == pytest.approx([f.time for f in before], abs=1e-3)
+    start = before[0].pts * before[0].time_base  # the writer starts its output at zero
+    assert [f.pts * f.time_base for f in after] == [f.pts * f.time_base - start for f in before]  # exactly
     assert [index_of(f.image) for f in after] == list(range(len(pts)))
     facts = stream_facts(tmp_path / "out.mp4")
     assert (facts["codec"], facts["pix_fmt"], info.codec) == ("h264", "yuv420p", "h264")
@@ -82,6 +84,7 @@ def test_output_starts_at_zero_and_timestamps_strictly_increase(tmp_path):
             writer.write(picture(index), stamp, stamp / 1000)
     _, frames = _read(tmp_path / "out.mp4")
     assert [index_of(f.image) for f in frames] == list(range(5))
+    assert frames[0].pts == 0  # players would otherwise show nothing for the first 5 s
     assert frames[0].time == 0.0 and frames[1].time == pytest.approx(1.0) and frames[4].time == pytest.approx(4.0)
     assert all(a.pts < b.pts for a, b in zip(frames, frames[1:]))
 
@@ -187,9 +190,12 @@ def test_full_disk_is_an_output_error():
         with VideoWriter("/dev/full", 64, 48, Fraction(1, 25), 25) as writer:
             for index in range(60):
                 writer.write(picture(index), index, index / 25)
-    with JsonlWriter("/dev/full") as log:
-        with pytest.raises(OutputError, match="/dev/full: cannot write .*No space left on device"):
-            log.write({"frame": 0})
+    log = JsonlWriter("/dev/full")
+    with pytest.raises(OutputError, match="/dev/full: cannot write .*No space left on device"):
+        log.write({"frame": 0})
+    with pytest.raises(OutputError):
+        log.close()  # the line is still unwritten
+    log.close()
 
 
 def test_jsonl_lines_are_on_disk_before_close(tmp_path):

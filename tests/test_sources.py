@@ -16,6 +16,7 @@ from .helpers_video import (
     write_avi,
     write_decode_order_mp4,
     write_mp4,
+    write_restamped,
 )
 
 # Irregular gaps in ticks of 1/90000 s: 30, 15 and 60 fps stretches, a 1.5 s stall and a 1 ms gap.
@@ -64,6 +65,22 @@ def test_timestamps_muxed_in_decode_order_are_given_back_in_display_order(tmp_pa
     _, frames = read_all(path)
     assert [index_of(f.image) for f in frames] == list(range(50))
     assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(50)], abs=1e-6)
+
+
+def test_repeated_timestamps_are_nudged_one_tick_apart(tmp_path):
+    path = write_restamped(tmp_path / "repeats.mkv", "matroska", [0, 1, 1, 2, 3, 3, 4], Fraction(1, 25))
+    _, frames = read_all(path)
+    assert [index_of(f.image) for f in frames] == list(range(7))
+    ticks = [f.pts * f.time_base * 1000 for f in frames]  # Matroska counts milliseconds
+    assert ticks == [0, 40, 41, 80, 120, 121, 160]  # later frames keep their own timestamps
+
+
+def test_frames_without_timestamps_are_spaced_by_the_frame_rate(tmp_path):
+    path = write_restamped(tmp_path / "raw.h264", "h264", [None] * 6, Fraction(1, 25))  # raw H.264 stores no time
+    source, frames = read_all(path)
+    assert [index_of(f.image) for f in frames] == list(range(6))
+    assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(6)])
+    assert source.info.frame_count is None
 
 
 def test_start_seeks_to_the_first_frame_at_or_after_it(tmp_path):

@@ -1,0 +1,182 @@
+"""Training: the synthetic world or a COCO-format folder into a streamseg checkpoint.
+
+The schedule is a cosine over the run's *progress*, the larger of iterations done / ``iterations``
+and time spent / ``minutes``, so a run bounded by minutes decays its learning rate properly too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .datasets import CocoDataset, SynthDataset, collate
+from .errors import InputError, ModelError
+from .models.checkpoint import load_checkpoint, save_checkpoint
+from .models.compact import DEFAULT_CONFIG
+from .models.registry import TORCHVISION, build_architecture, coco_state_dict, resolve_device
+
+LOSS_GROUPS = {
+    "rpn": ("loss_objectness", "loss_rpn_box_reg"),
+    "box": ("loss_classifier", "loss_box_reg"),
+    "mask": ("loss_mask",),
+}
+
+
+@dataclass
+class TrainSettings:
+    data: str = "synth"
+    model: str = "compact"  # an architecture name, or a checkpoint to fine-tune from
+    out: str = "runs/train"
+    minutes: float | None = None
+    iterations: int | None = None
+    batch: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 1
+    checkpoint_minutes: float = 5.0
+    config: dict = field(default_factory=dict)  # architecture overrides for the compact model
+
+    def __post_init__(self) -> None:
+        if self.minutes is None and self.iterations is None:
+            raise InputError("give --minutes or --iterations (or both) to bound the training run")
+        if self.batch < 1 or self.lr <= 0:
+            raise InputError("--batch must be at least 1 and --lr positive")
+
+
+@dataclass
+class TrainStep:
+    iteration: int
+    progress: float  # 0..1
+    lr: float
+    losses: dict[str, float]  # rpn, box, mask, total
+    elapsed: float
+    its_per_second: float
+
+
+def _batches(loader: DataLoader, infinite: bool) -> Iterator:
+    # A map-style dataset (COCO) is cycled epoch after epoch; the synthetic one never ends.
+    return itertools.chain.from_iterable(itertools.repeat(loader)) if infinite else iter(loader)
+
+
+def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tuple[torch.nn.Module, str, dict]:
+    if settings.model == "compact":
+        config = {**DEFAULT_CONFIG, **settings.config}
+        return build_architecture("compact", len(class_names), config), "compact", config
+    if settings.model in TORCHVISION:
+        module = build_architecture(settings.model, len(class_names))
+        try:
+            coco = coco_state_dict(settings.model)
+        except ModelError:
+            coco = {}  # no COCO weights here: train from scratch rather than refuse
+        own = module.state_dict()
+        module.load_state_dict({k: v for k, v in coco.items() if k in own and own[k].shape == v.shape}, strict=False)
+        return module, settings.model, {}
+    ckpt = load_checkpoint(settings.model)
+    module = build_architecture(ckpt["architecture"], len(class_names), ckpt["config"])
+    own = module.state_dict()
+    # Heads sized for other classes are left fresh; everything else is fine-tuned.
+    fitting = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    module.load_state_dict({k: v for k, v in fitting.items() if k in own and own[k].shape == v.shape}, strict=False)
+    return module, ckpt["architecture"], ckpt["config"]
+
+
+def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[TrainStep], None] | None = None) -> Path:
+    """Train and return the path of the final fp16 model; ``checkpoint.pt`` beside it resumes."""
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume_path = out / "checkpoint.pt"
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+
+    if settings.data == "synth":
+        dataset, infinite = SynthDataset(settings.seed), False
+        loader = DataLoader(dataset, batch_size=settings.batch, collate_fn=collate, num_workers=settings.workers)
+    else:
+        dataset, infinite = CocoDataset(settings.data), True
+        loader = DataLoader(
+            dataset,
+            batch_size=settings.batch,
+            shuffle=True,
+            collate_fn=collate,
+            num_workers=settings.workers,
+            generator=torch.Generator().manual_seed(settings.seed),
+        )
+    class_names = dataset.class_names
+
+    module, architecture, config = _initial_model(settings, class_names)
+    module.to(device).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    iteration, elapsed_before = 0, 0.0
+    if resume:
+        state = load_checkpoint(resume_path)
+        module.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["train_state"]["optimizer"])
+        iteration = int(state["train_state"]["iteration"])
+        elapsed_before = float(state["train_state"]["elapsed"])
+
+    def progress(elapsed: float) -> float:
+        parts = []
+        if settings.iterations:
+            parts.append(iteration / settings.iterations)
+        if settings.minutes:
+            parts.append(elapsed / (settings.minutes * 60))
+        return min(1.0, max(parts))
+
+    def save(final: bool, elapsed: float, last_losses: dict) -> None:
+        meta = {"settings": asdict(settings), "iterations": iteration, "train_seconds": round(elapsed, 1),
+                "final_losses": last_losses}
+        train_state = {"optimizer": optimizer.state_dict(), "iteration": iteration, "elapsed": elapsed}
+        save_checkpoint(resume_path, module, architecture, config, class_names, meta, train_state)
+        if final:
+            save_checkpoint(out / "model.pt", module, architecture, config, class_names, meta, half=True)
+
+    start = time.perf_counter()
+    last_save, first_iteration = start, iteration
+    losses: dict[str, float] = {}
+    batches = _batches(loader, infinite)
+    try:
+        while True:
+            elapsed = elapsed_before + time.perf_counter() - start
+            done = progress(elapsed)
+            if done >= 1.0:
+                break
+            warm = min(1.0, (iteration + 1) / settings.warmup) if settings.warmup else 1.0
+            lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, targets = next(batches)
+            images = [i.to(device, non_blocking=True) for i in images]
+            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+            loss_dict = module(images, targets)
+            total = sum(loss_dict.values())
+            if not torch.isfinite(total):
+                raise ModelError(f"training diverged at iteration {iteration} (loss {float(total)}); lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 10.0)
+            optimizer.step()
+            iteration += 1
+            losses = {g: sum(loss_dict[k].item() for k in keys if k in loss_dict) for g, keys in LOSS_GROUPS.items()}
+            losses["total"] = total.item()
+            now = time.perf_counter()
+            if on_step:
+                run_seconds = now - start
+                on_step(TrainStep(iteration, progress(elapsed_before + run_seconds), lr, losses,
+                                  elapsed_before + run_seconds, (iteration - first_iteration) / max(run_seconds, 1e-9)))
+            if now - last_save > settings.checkpoint_minutes * 60:
+                save(False, elapsed_before + now - start, losses)
+                last_save = now
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: fall through and save what was learned, then let the caller report it
+    save(True, elapsed_before + time.perf_counter() - start, losses)
+    return out / "model.pt"

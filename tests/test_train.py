@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from streamseg.engine import Predictor
+from streamseg.errors import InputError
+from streamseg.instances import Frame
+from streamseg.models import load_checkpoint, load_model
+from streamseg.train import TrainSettings, train
+
+from .conftest import TINY_CONFIG
+
+
+def test_training_smoke_loss_falls_and_checkpoint_reloads(tmp_path):
+    steps = []
+    settings = TrainSettings(out=str(tmp_path / "run"), iterations=30, batch=2, lr=3e-3, warmup=3, seed=1,
+                             device="cpu", workers=0, config=TINY_CONFIG)
+    path = train(settings, on_step=steps.append)
+    assert [s.iteration for s in steps] == list(range(1, 31))
+    totals = [s.losses["total"] for s in steps]
+    assert all(np.isfinite(totals))
+    assert np.mean(totals[-5:]) < np.mean(totals[:5])
+    assert set(steps[0].losses) == {"rpn", "box", "mask", "total"}
+
+    ckpt = load_checkpoint(path)
+    assert ckpt["meta"]["iterations"] == 30 and ckpt["class_names"][1] == "circle"
+    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    # The fp16 model is exactly the trained fp32 state, rounded.
+    full = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state_dict"]
+    for key, value in ckpt["state_dict"].items():
+        assert torch.equal(full[key].half() if full[key].is_floating_point() else full[key], value), key
+    # And it is rebuilt from the file alone: two independent loads predict identically.
+    frame = Frame(0, 0.0, np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    a = Predictor(load_model(str(path), device="cpu"), score_threshold=0.0).predict([frame])[0]
+    b = Predictor(load_model(str(path), device="cpu"), score_threshold=0.0).predict([frame])[0]
+    assert len(a) > 0
+    assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.masks, b.masks)
+
+
+def test_resume_continues_the_iteration_count(tmp_path):
+    common = dict(out=str(tmp_path / "run"), batch=1, warmup=1, device="cpu", workers=0, config=TINY_CONFIG)
+    train(TrainSettings(iterations=3, **common))
+    steps = []
+    train(TrainSettings(iterations=5, **common), resume=True, on_step=steps.append)
+    assert [s.iteration for s in steps] == [4, 5]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_state"]["iteration"] == 5
+
+
+def test_settings_need_a_bound():
+    with pytest.raises(InputError, match="--minutes or --iterations"):
+        TrainSettings()
