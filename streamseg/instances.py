@@ -76,7 +76,7 @@ class Instances:
 
     @property
     def areas(self) -> np.ndarray:
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     @classmethod
     def empty(cls, height: int, width: int, frame_index: int = 0, time: float = 0.0) -> Instances:

@@ -262,6 +262,7 @@ def write_clip(
     """Render ``frames`` of a moving world to an H.264 ``path`` and its GT beside it (``clip.gt.jsonl``)."""
     path = Path(path)
     gt_path = path.with_name(path.stem + ".gt.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     world = World(width, height, objects, seed, float(rate))
     with VideoWriter(path, width, height, 1 / rate, float(rate)) as video, JsonlWriter(gt_path) as jsonl:

@@ -7,6 +7,7 @@ and time spent / ``minutes``, so a run bounded by minutes decays its learning ra
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ class TrainSettings:
     device: str = "auto"
     workers: int = 1
     checkpoint_minutes: float = 5.0
+    log_every: int = 20  # iterations between lines of OUT/log.jsonl
     config: dict = field(default_factory=dict)  # architecture overrides for the compact model
 
     def __post_init__(self) -> None:
@@ -91,7 +93,11 @@ def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tup
 
 
 def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[TrainStep], None] | None = None) -> Path:
-    """Train and return the path of the final fp16 model; ``checkpoint.pt`` beside it resumes."""
+    """Train and return the path of the final fp16 model; ``checkpoint.pt`` beside it resumes.
+
+    ``log.jsonl`` beside them gets a line of losses every ``log_every`` iterations, so a run
+    without a terminal (or a finished one) can be followed and plotted.
+    """
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     resume_path = out / "checkpoint.pt"
@@ -144,6 +150,7 @@ def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[Trai
     last_save, first_iteration = start, iteration
     losses: dict[str, float] = {}
     batches = _batches(loader, infinite)
+    log = open(out / "log.jsonl", "a" if resume else "w", encoding="utf-8")
     try:
         while True:
             elapsed = elapsed_before + time.perf_counter() - start
@@ -169,14 +176,20 @@ def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[Trai
             losses = {g: sum(loss_dict[k].item() for k in keys if k in loss_dict) for g, keys in LOSS_GROUPS.items()}
             losses["total"] = total.item()
             now = time.perf_counter()
+            run_seconds = now - start
+            step = TrainStep(iteration, progress(elapsed_before + run_seconds), lr, losses,
+                             elapsed_before + run_seconds, (iteration - first_iteration) / max(run_seconds, 1e-9))
             if on_step:
-                run_seconds = now - start
-                on_step(TrainStep(iteration, progress(elapsed_before + run_seconds), lr, losses,
-                                  elapsed_before + run_seconds, (iteration - first_iteration) / max(run_seconds, 1e-9)))
+                on_step(step)
+            if iteration % settings.log_every == 0:
+                log.write(json.dumps({**asdict(step), "losses": {k: round(v, 4) for k, v in losses.items()}}) + "\n")
+                log.flush()
             if now - last_save > settings.checkpoint_minutes * 60:
                 save(False, elapsed_before + now - start, losses)
                 last_save = now
     except KeyboardInterrupt:
         pass  # Ctrl-C: fall through and save what was learned, then let the caller report it
+    finally:
+        log.close()
     save(True, elapsed_before + time.perf_counter() - start, losses)
     return out / "model.pt"

@@ -62,9 +62,9 @@ def test_random_scene_is_seeded_and_labelled():
 
 
 def test_write_clip_writes_video_and_matching_gt(tmp_path):
-    path = tmp_path / "clip.mp4"
+    path = tmp_path / "new" / "clip.mp4"  # folders are made as needed
     gt_path = write_clip(path, frames=12, width=160, height=96, seed=1, objects=3, fps=30)
-    assert gt_path == tmp_path / "clip.gt.jsonl"
+    assert gt_path == tmp_path / "new" / "clip.gt.jsonl"
     records = list(read_records(gt_path))
     assert [r["frame"] for r in records] == list(range(12))
     assert records[3]["time"] == round(3 / 30, 6)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,12 @@ from .conftest import TINY_CONFIG
 def test_training_smoke_loss_falls_and_checkpoint_reloads(tmp_path):
     steps = []
     settings = TrainSettings(out=str(tmp_path / "run"), iterations=30, batch=2, lr=3e-3, warmup=3, seed=1,
-                             device="cpu", workers=0, config=TINY_CONFIG)
+                             device="cpu", workers=0, config=TINY_CONFIG, log_every=10)
     path = train(settings, on_step=steps.append)
     assert [s.iteration for s in steps] == list(range(1, 31))
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in logged] == [10, 20, 30]
+    assert logged[-1]["losses"]["total"] == pytest.approx(steps[-1].losses["total"], abs=1e-4)
     totals = [s.losses["total"] for s in steps]
     assert all(np.isfinite(totals))
     assert np.mean(totals[-5:]) < np.mean(totals[:5])
