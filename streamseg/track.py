@@ -1,0 +1,249 @@
+"""Mask-aware multi-object tracking: ids that survive crossings and occlusion.
+
+Association follows ByteTrack's two stages: confident detections are matched first, to every
+live track; the leftover weak detections then only rescue tracks that were just seen, which keeps
+a partly hidden object's track alive without letting noise start new ones. What we add is the
+mask: a track's last mask, shifted by the motion its Kalman filter predicts, is compared with each
+new mask. Two boxes that overlap while their objects cross still have masks that do not, so ids
+do not swap. Lost tracks are kept for ``lost_seconds`` of stream time (not frames, so ``--stride``
+and dropped frames do not change it) and are re-found by predicted position after an occlusion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .instances import Instances
+
+_NO_MATCH = 1e6
+
+
+@dataclass
+class TrackerConfig:
+    high_score: float = 0.6  # detections at or above: first stage, and may start tracks
+    new_track_score: float = 0.7  # a track starts only from a detection this sure
+    min_similarity: float = 0.3  # first stage: mask_weight * mask IoU + (1 - mask_weight) * box IoU
+    mask_weight: float = 0.6
+    low_min_iou: float = 0.4  # second stage (weak detections): box IoU with the predicted box
+    confirm_hits: int = 2  # matches before a new track gets an id
+    lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
+    reacquire_distance: float = 1.0  # a lost track is re-found within this many of its box sizes
+
+
+class KalmanBox:
+    """Constant-velocity Kalman filter on (cx, cy, w, h); noise scales with the box, as in ByteTrack."""
+
+    POSITION_NOISE, VELOCITY_NOISE = 1 / 20, 1 / 160
+
+    def __init__(self, box: np.ndarray):
+        self.x = np.r_[_cxcywh(box), np.zeros(4)]
+        scale = np.r_[self.x[2:4], self.x[2:4]]
+        self.P = np.diag(np.square(np.r_[2 * self.POSITION_NOISE * scale, 10 * self.VELOCITY_NOISE * scale]))
+
+    def predict(self, steps: float) -> None:
+        """Move ``steps`` frame intervals ahead (fractional or several after a gap)."""
+        transition = np.eye(8)
+        transition[:4, 4:] = steps * np.eye(4)
+        size = np.r_[self.x[2:4], self.x[2:4]]
+        noise = np.diag(np.square(np.r_[self.POSITION_NOISE * size, self.VELOCITY_NOISE * size])) * max(steps, 1e-3)
+        self.x = transition @ self.x
+        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
+        self.P = transition @ self.P @ transition.T + noise
+
+    def update(self, box: np.ndarray) -> None:
+        measured = _cxcywh(box)
+        project = np.eye(4, 8)
+        noise = np.diag(np.square(self.POSITION_NOISE * np.r_[measured[2:4], measured[2:4]]))
+        innovation_cov = project @ self.P @ project.T + noise
+        gain = self.P @ project.T @ np.linalg.inv(innovation_cov)
+        self.x = self.x + gain @ (measured - project @ self.x)
+        self.P = (np.eye(8) - gain @ project) @ self.P
+
+    @property
+    def box(self) -> np.ndarray:
+        cx, cy, w, h = self.x[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+@dataclass
+class Track:
+    id: int  # assigned when confirmed; 0 while tentative
+    class_id: int
+    kalman: KalmanBox
+    mask: np.ndarray  # the last mask, cropped to its box
+    mask_origin: tuple[int, int]  # (x, y) of the crop in the frame
+    mask_center: np.ndarray  # where the Kalman box centre was when the mask was seen
+    last_time: float
+    hits: int = 1
+    score: float = 0.0
+    lost: bool = False
+    trail: list = field(default_factory=list)  # recent mask centroids, for drawing
+
+    @property
+    def confirmed(self) -> bool:
+        return self.id > 0
+
+
+class Tracker:
+    """Give each detection of each frame a track id; feed frames in order with ``update``."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self.next_id = 1
+        self.frame_interval: float | None = None  # the shortest gap seen between frames: one "step"
+        self.last_time: float | None = None
+        self.confirmed_ids: dict[int, int] = {}  # track id -> class id, every track ever confirmed
+
+    def update(self, found: Instances) -> Instances:
+        """``found`` with ``track_ids`` filled (-1 for detections without a confirmed track)."""
+        config, now = self.config, found.time
+        steps = self._steps(now)
+        for track in self.tracks:
+            track.kalman.predict(steps)
+        ids = np.full(len(found), -1, np.int64)
+        high = np.flatnonzero(found.scores >= config.high_score)
+        low = np.flatnonzero(found.scores < config.high_score)
+
+        areas = found.areas
+
+        def similarity(track: Track, index: int) -> float:
+            mask = _shifted_mask_iou(track, found.masks[index], int(areas[index]))
+            return config.mask_weight * mask + (1 - config.mask_weight) * box_iou(track.kalman.box, found.boxes[index])
+
+        def overlap(track: Track, index: int) -> float:
+            return box_iou(track.kalman.box, found.boxes[index])
+
+        def nearness(track: Track, index: int) -> float:
+            # 1 at the predicted centre, 0 at reacquire_distance box sizes away: re-finding after occlusion.
+            predicted, centre = track.kalman.x, _cxcywh(found.boxes[index])[:2]
+            size = max(float(np.hypot(*predicted[2:4])), 1.0)
+            return max(0.0, 1.0 - float(np.hypot(*(centre - predicted[:2]))) / (config.reacquire_distance * size))
+
+        classes = found.class_ids
+        pairs, free_tracks, free_high = _match(self.tracks, high, classes, similarity, config.min_similarity)
+        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, overlap, config.low_min_iou)
+        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, nearness, 0.0)
+        matched = set()
+        for track, index in pairs + more + again:
+            self._absorb(track, found, index, now)
+            matched.add(id(track))
+            ids[index] = track.id if track.confirmed else -1
+
+        survivors = []
+        for track in self.tracks:
+            if id(track) in matched:
+                survivors.append(track)
+            elif track.confirmed and now - track.last_time <= config.lost_seconds:
+                track.lost = True
+                survivors.append(track)
+        # An unconfirmed track that misses a frame was noise; a confirmed one waits to be re-found.
+        first_frame = not self.tracks and self.next_id == 1
+        for index in free_high:
+            if found.scores[index] >= config.new_track_score:
+                track = self._start(found, index, now)
+                if first_frame:  # objects present from the start are not in doubt
+                    self._confirm(track)
+                    ids[index] = track.id
+                survivors.append(track)
+        self.tracks = survivors
+        result = found.select(np.arange(len(found)))
+        result.track_ids = ids
+        return result
+
+    def _steps(self, now: float) -> float:
+        if self.last_time is None:
+            self.last_time = now
+            return 0.0
+        gap = now - self.last_time
+        self.last_time = now
+        if gap > 0 and (self.frame_interval is None or gap < self.frame_interval):
+            self.frame_interval = gap
+        return gap / self.frame_interval if self.frame_interval else 1.0
+
+    def _start(self, found: Instances, index: int, now: float) -> Track:
+        box = found.boxes[index]
+        track = Track(0, int(found.class_ids[index]), KalmanBox(box), *_crop(found.masks[index], box),
+                      _cxcywh(box)[:2], now, score=float(found.scores[index]))
+        track.trail.append(track.mask_center)
+        return track
+
+    def _confirm(self, track: Track) -> None:
+        track.id = self.next_id
+        self.next_id += 1
+        self.confirmed_ids[track.id] = track.class_id
+
+    def _absorb(self, track: Track, found: Instances, index: int, now: float) -> None:
+        box = found.boxes[index]
+        track.kalman.update(box)
+        track.mask, track.mask_origin = _crop(found.masks[index], box)
+        track.mask_center = track.kalman.x[:2].copy()
+        track.last_time, track.score, track.lost = now, float(found.scores[index]), False
+        track.hits += 1
+        track.trail = (track.trail + [track.mask_center])[-30:]
+        if not track.confirmed and track.hits >= self.config.confirm_hits:
+            self._confirm(track)
+
+
+def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, similarity, threshold: float):
+    """Hungarian matching of ``tracks`` to ``candidates`` (detection indices) of the same class.
+
+    Returns the (track, detection index) pairs, the tracks left over and the detections left over.
+    """
+    if not tracks or not len(candidates):
+        return [], list(tracks), [int(i) for i in candidates]
+    cost = np.full((len(tracks), len(candidates)), _NO_MATCH)
+    for row, track in enumerate(tracks):
+        for col, index in enumerate(candidates):
+            if class_ids[index] == track.class_id:
+                score = similarity(track, int(index))
+                if score > threshold:
+                    cost[row, col] = 1.0 - score
+    rows, cols = linear_sum_assignment(cost)
+    kept = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
+    used_rows, used_cols = {r for r, _ in kept}, {c for _, c in kept}
+    return ([(tracks[r], int(candidates[c])) for r, c in kept],
+            [t for r, t in enumerate(tracks) if r not in used_rows],
+            [int(i) for c, i in enumerate(candidates) if c not in used_cols])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+def _cxcywh(box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)])
+
+
+def _crop(mask: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    height, width = mask.shape
+    x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x1, y1 = min(int(np.ceil(box[2])) + 1, width), min(int(np.ceil(box[3])) + 1, height)
+    return mask[y0:y1, x0:x1].copy(), (x0, y0)
+
+
+def _shifted_mask_iou(track: Track, mask: np.ndarray, mask_area: int) -> float:
+    """IoU of the track's last mask, moved by its predicted motion, with ``mask`` (full frame)."""
+    crop = track.mask
+    area = int(crop.sum())
+    if area == 0:
+        return 0.0
+    dx, dy = np.round(track.kalman.x[:2] - track.mask_center).astype(int)
+    ox, oy = track.mask_origin[0] + dx, track.mask_origin[1] + dy
+    height, width = mask.shape
+    x0, y0 = max(ox, 0), max(oy, 0)
+    x1, y1 = min(ox + crop.shape[1], width), min(oy + crop.shape[0], height)
+    inter = 0
+    if x1 > x0 and y1 > y0:
+        inter = int(np.count_nonzero(crop[y0 - oy:y1 - oy, x0 - ox:x1 - ox] & mask[y0:y1, x0:x1]))
+    union = area + mask_area - inter
+    return inter / union if union else 0.0

@@ -1,0 +1,101 @@
+"""The tracker on scripted scenes: crossing, occlusion, noise, and time-based expiry."""
+
+import numpy as np
+
+from streamseg.instances import Instances
+from streamseg.track import KalmanBox, Tracker, TrackerConfig
+
+H, W = 120, 200
+
+
+def disc(cx, cy, r=10):
+    yy, xx = np.mgrid[:H, :W]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+
+def ring(cx, cy, r=14, width=4):
+    yy, xx = np.mgrid[:H, :W]
+    d = (xx - cx) ** 2 + (yy - cy) ** 2
+    return (d <= r * r) & (d >= (r - width) ** 2)
+
+
+def frame(index, objects, fps=30.0):
+    """``objects``: (mask, class_id, score) triples."""
+    if not objects:
+        return Instances(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                         np.zeros((0, H, W), bool), index, index / fps)
+    masks = np.stack([m for m, _, _ in objects])
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return Instances(np.array(boxes, np.float32), np.array([s for _, _, s in objects], np.float32),
+                     np.array([c for _, c, _ in objects], np.int64), masks, index, index / fps)
+
+
+def run(frames, config=None):
+    tracker = Tracker(config)
+    return tracker, [tracker.update(f).track_ids.tolist() for f in frames]
+
+
+def test_two_objects_crossing_keep_their_ids():
+    # A disc moving right passes over a ring moving left; same class, boxes overlapping for many frames.
+    frames = []
+    for i in range(40):
+        a, b = 20 + 4 * i, 180 - 4 * i
+        visible = [(disc(a, 60), 1, 0.9), (ring(b, 62), 1, 0.9)]
+        frames.append(frame(i, visible))
+    _, ids = run(frames)
+    first = ids[0]
+    assert len(set(first)) == 2 and -1 not in first
+    assert all(frame_ids == first for frame_ids in ids)
+
+
+def test_an_object_hidden_for_frames_gets_its_id_back():
+    frames = []
+    for i in range(40):
+        x = 20 + 3 * i
+        objects = [(disc(x, 60), 1, 0.9)] if not 15 <= i < 25 else []  # hidden for 10 frames (1/3 s)
+        frames.append(frame(i, objects))
+    tracker, ids = run(frames)
+    assert ids[0] == [1] and ids[14] == [1]
+    assert ids[25] == [1] and ids[39] == [1]
+    assert list(tracker.confirmed_ids) == [1]
+
+
+def test_lost_tracks_expire_by_time_not_frames():
+    config = TrackerConfig(lost_seconds=0.5)
+    frames = [frame(0, [(disc(50, 60), 1, 0.9)]), frame(1, [(disc(52, 60), 1, 0.9)])]
+    frames += [frame(i, []) for i in range(2, 40)]  # 38 frames: over a second of nothing
+    tracker, _ = run(frames, config)
+    assert tracker.tracks == []
+    # The same gap in time but with only two frames (a stride of 19) expires the track as well.
+    sparse = [frames[0], frames[1], frame(20, []), frame(39, [])]
+    tracker, _ = run(sparse, config)
+    assert tracker.tracks == []
+
+
+def test_weak_detections_keep_a_track_but_never_start_one():
+    frames = [frame(i, [(disc(30 + 3 * i, 60), 1, 0.9 if i < 5 else 0.3)]) for i in range(15)]
+    frames[3] = frame(3, [(disc(39, 60), 1, 0.9), (disc(150, 30), 2, 0.3)])  # a weak stray elsewhere
+    tracker, ids = run(frames)
+    assert all(frame_ids[0] == 1 for frame_ids in ids)
+    assert ids[3][1] == -1 and list(tracker.confirmed_ids) == [1]
+
+
+def test_a_new_object_needs_confirmation_and_classes_do_not_mix():
+    frames = [frame(0, [(disc(30, 30), 1, 0.9)])]
+    frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(1, 4)]
+    frames += [frame(4, [(disc(30, 30), 2, 0.9), (disc(120, 80), 2, 0.9)])]  # the class flips: a new object
+    tracker, ids = run(frames)
+    assert ids[0] == [1] and ids[1] == [1, -1] and ids[2] == [1, 2] and ids[3] == [1, 2]
+    assert ids[4][1] == 2 and ids[4][0] != 1
+
+
+def test_kalman_filter_learns_a_constant_velocity():
+    kalman = KalmanBox(np.array([0, 0, 10, 10.0]))
+    for step in range(1, 20):
+        kalman.predict(1.0)
+        kalman.update(np.array([5 * step, 0, 5 * step + 10, 10.0]))
+    kalman.predict(1.0)
+    assert abs(kalman.box[0] - 100) < 1.0 and abs(kalman.x[4] - 5) < 0.2
