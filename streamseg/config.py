@@ -11,10 +11,11 @@ Unknown keys and values of the wrong type or range are errors: a typo must not b
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import InputError
 from .models.registry import DEFAULT_MODEL
@@ -34,6 +35,10 @@ class SegmentConfig:
     inference_size: int | None = None
     video: bool = True
     json: bool = True
+    mode: str = "async"  # or "sequential": every step in the caller's thread, the baseline
+    batch: int | None = None  # frames per forward pass [default: 4 on CUDA, 1 on CPU]
+    streams: int = 2  # CUDA streams, each with its own inference thread
+    track: bool = True  # give detections track ids across frames
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold"):
@@ -47,6 +52,12 @@ class SegmentConfig:
             raise InputError(f"start must not be negative, got {self.start}")
         if self.inference_size is not None and not 32 <= self.inference_size <= 4096:
             raise InputError(f"inference_size must be between 32 and 4096, got {self.inference_size}")
+        if self.mode not in ("async", "sequential"):
+            raise InputError(f"mode must be async or sequential, got '{self.mode}'")
+        if self.batch is not None and not 1 <= self.batch <= 64:
+            raise InputError(f"batch must be between 1 and 64, got {self.batch}")
+        if not 1 <= self.streams <= 8:
+            raise InputError(f"streams must be between 1 and 8, got {self.streams}")
         return self
 
 
@@ -63,6 +74,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "inference_size": (int,),
     "video": (bool,),
     "json": (bool,),
+    "mode": (str,),
+    "batch": (int,),
+    "streams": (int,),
+    "track": (bool,),
 }
 
 

@@ -2,11 +2,19 @@
 
 Kept apart from the model (which only maps tensors to tensors) and from the pipeline (which only
 moves frames between threads), as detectron2 keeps its predictor apart from its models.
+
+``forward`` is the device's work and returns as soon as the work is queued; ``postprocess`` waits
+for it and brings back only what the CPU needs. Between them torchvision's per-detection mask
+paste is replaced by one batched paste (:func:`streamseg.ops.paste_masks`) of the detections that
+survive thresholds and NMS: pasting masks that are thrown away afterwards is most of its cost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,6 +23,45 @@ from torchvision.ops import nms
 from .errors import InputError
 from .instances import Frame, Instances
 from .models.registry import LoadedModel
+from .ops import paste_masks
+
+
+@dataclass
+class RawDetections:
+    """One frame's detections as the model left them, on its device: boxes in frame pixels,
+    ``mask_probs`` the (N, M, M) mask head output. ``ready`` is set when the device is done."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    mask_probs: torch.Tensor
+    ready: torch.cuda.Event | None = None
+
+
+class _CudaLane:
+    """One worker's share of the GPU: its own stream and a reusable pinned host buffer.
+
+    Frames are copied host→pinned (CPU memcpy), then pinned→device with ``non_blocking`` on the
+    lane's stream, so the copy overlaps the other lane's kernels.
+    """
+
+    def __init__(self, device: torch.device):
+        self.stream = torch.cuda.Stream(device)
+        self.pinned: torch.Tensor | None = None
+        self.copied: torch.cuda.Event | None = None
+
+    def upload(self, images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+        shape = (len(images), *images[0].shape)
+        if self.pinned is None or self.pinned.shape != shape:
+            self.pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        elif self.copied is not None:
+            self.copied.synchronize()  # the previous batch's copy must finish before the buffer is reused
+        for slot, image in zip(self.pinned.numpy(), images):
+            slot[...] = image
+        batch = self.pinned.to(device, non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record(self.stream)
+        return list(batch.permute(0, 3, 1, 2).float().div_(255))
 
 
 class Predictor:
@@ -22,6 +69,7 @@ class Predictor:
 
     Class-agnostic NMS matters for Mask R-CNN's per-class box regression: one object can come out
     once per class (a circle that is also a weak "rectangle"); one physical object, one detection.
+    On CUDA, forward passes run under fp16 autocast on one stream per calling thread.
     """
 
     def __init__(
@@ -39,6 +87,8 @@ class Predictor:
         self.agnostic_nms = agnostic_nms
         self.inference_size = inference_size or model.default_input_size
         self.class_filter = self._class_ids(classes) if classes else None
+        self.cuda = model.device.type == "cuda"
+        self._lanes = threading.local()
         module = model.module
         # Scores below the threshold never reach the mask head: the cheapest detection is one not made.
         module.roi_heads.score_thresh = score_threshold
@@ -61,31 +111,72 @@ class Predictor:
             "class_filter": None if self.class_filter is None else [self.model.class_names[i] for i in self.class_filter],
         }
 
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(image).to(self.model.device).permute(2, 0, 1).float().div_(255)
+    def _lane(self) -> _CudaLane:
+        lane = getattr(self._lanes, "lane", None)
+        if lane is None:
+            lane = self._lanes.lane = _CudaLane(self.model.device)
+        return lane
+
+    def _upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        if self.cuda and all(i.shape == images[0].shape for i in images):
+            return self._lane().upload(images, self.model.device)
+        device = self.model.device
+        return [torch.from_numpy(i).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255) for i in images]
 
     @torch.inference_mode()
-    def predict(self, frames: Sequence[Frame]) -> list[Instances]:
-        """One forward pass over ``frames`` (a batch), one Instances per frame."""
+    def forward(self, frames: Sequence[Frame]) -> list[RawDetections]:
+        """Queue one forward pass over ``frames`` (a batch) on the device; one RawDetections per frame."""
         if not frames:
             return []
-        outputs = self.model.module([self.to_tensor(f.image) for f in frames])
-        return [self.postprocess(out, frame) for out, frame in zip(outputs, frames)]
+        module = self.model.module
+        stream = torch.cuda.stream(self._lane().stream) if self.cuda else contextlib.nullcontext()
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.cuda else contextlib.nullcontext()
+        with stream, autocast:
+            images = self._upload([f.image for f in frames])
+            batch, _ = module.transform(images)
+            features = module.backbone(batch.tensors)
+            proposals, _ = module.rpn(batch, features)
+            detections, _ = module.roi_heads(features, proposals, batch.image_sizes)
+            raws = []
+            for found, resized, frame in zip(detections, batch.image_sizes, frames):
+                height, width = frame.image.shape[:2]
+                scale = torch.tensor([width / resized[1], height / resized[0]] * 2, device=found["boxes"].device)
+                raws.append(RawDetections(found["boxes"].float() * scale, found["scores"].float(), found["labels"],
+                                          found["masks"][:, 0]))
+            if self.cuda:
+                done = torch.cuda.Event()
+                done.record()
+                for raw in raws:
+                    raw.ready = done
+        return raws
 
-    def postprocess(self, output: dict[str, torch.Tensor], frame: Frame) -> Instances:
-        keep = output["scores"] >= self.score_threshold
+    @torch.inference_mode()
+    def postprocess(self, raw: RawDetections, frame: Frame) -> Instances:
+        """Filter, NMS, paste and threshold masks on the device; bring back numpy Instances."""
+        if raw.ready is not None:
+            torch.cuda.current_stream(self.model.device).wait_event(raw.ready)
+            for tensor in (raw.boxes, raw.scores, raw.labels, raw.mask_probs):
+                tensor.record_stream(torch.cuda.current_stream(self.model.device))
+        keep = raw.scores >= self.score_threshold
         if self.class_filter is not None:
-            keep &= torch.isin(output["labels"], torch.from_numpy(self.class_filter).to(output["labels"].device))
-        boxes, scores, labels = output["boxes"][keep], output["scores"][keep], output["labels"][keep]
-        masks = output["masks"][keep]
+            keep &= torch.isin(raw.labels, torch.from_numpy(self.class_filter).to(raw.labels.device))
+        boxes, scores, labels, probs = raw.boxes[keep], raw.scores[keep], raw.labels[keep], raw.mask_probs[keep]
         if self.agnostic_nms is not None and len(scores) > 1:
             kept = nms(boxes, scores, self.agnostic_nms)
-            boxes, scores, labels, masks = boxes[kept], scores[kept], labels[kept], masks[kept]
+            boxes, scores, labels, probs = boxes[kept], scores[kept], labels[kept], probs[kept]
+        height, width = frame.image.shape[:2]
+        masks = paste_masks(probs, boxes, height, width) > self.mask_threshold
+        # One transfer for the small tensors, one for the masks.
+        table = torch.cat([boxes, scores[:, None], labels[:, None].float()], 1).cpu().numpy()
         return Instances(
-            boxes=boxes.float().cpu().numpy(),
-            scores=scores.float().cpu().numpy(),
-            class_ids=labels.cpu().numpy().astype(np.int64),
-            masks=(masks[:, 0] > self.mask_threshold).cpu().numpy(),
+            boxes=np.ascontiguousarray(table[:, :4], np.float32),
+            scores=np.ascontiguousarray(table[:, 4], np.float32),
+            class_ids=table[:, 5].astype(np.int64),
+            masks=masks.cpu().numpy(),
             frame_index=frame.index,
             time=frame.time,
         )
+
+    def predict(self, frames: Sequence[Frame]) -> list[Instances]:
+        """Forward and postprocess ``frames`` in the calling thread."""
+        return [self.postprocess(raw, frame) for raw, frame in zip(self.forward(frames), frames)]

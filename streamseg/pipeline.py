@@ -1,24 +1,29 @@
 """The pipeline: source → predictor → renderer → sinks, as a library call.
 
-Decoding runs in its own thread ahead of the model, rendering/encoding/writing in another behind
-it, joined by bounded queues: memory is bounded by queue sizes, not by video length, and the model
-never waits for disk. ``segment()`` yields one :class:`FrameResult` per decoded frame, in order.
+A run moves batches of frames through five steps: decode, infer (the device's work), postprocess
+(masks pasted and thresholded, JSONL record made), render (the overlay) and write (encode and
+JSONL). In ``async`` mode each step has its own thread(s), joined by bounded queues
+(:mod:`streamseg.stages`): the model never waits for decoding or disk, memory is bounded by queue
+sizes, not by video length, and results still leave in frame order. ``sequential`` runs the same
+steps one after another in the caller's thread: the baseline, and the same output byte for byte.
+``segment()`` yields one :class:`FrameResult` per decoded frame, in order.
 """
 
 from __future__ import annotations
 
-import queue
 import shutil
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .config import SegmentConfig, build_config
-from .engine import Predictor
+from .engine import Predictor, RawDetections
 from .errors import OutputError, PipelineError, StreamsegError
 from .formats import instances_to_record
 from .instances import Frame, Instances
@@ -26,9 +31,12 @@ from .models.registry import LoadedModel, load_model
 from .render import OverlayRenderer
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import VideoSource, open_source
+from .stages import Stage, Stages
+from .track import Tracker
 
-QUEUE_SIZE = 8
-_DONE = object()
+QUEUE_SIZE = 4  # batches waiting between two steps
+LATENCY_WINDOW = 10_000  # frames whose decode-to-output latency is kept for percentiles
+STAGES = ("decode", "infer", "postprocess", "track", "render", "encode", "write")
 
 
 @dataclass
@@ -43,6 +51,17 @@ class FrameResult:
     instances: Instances
     inferred: bool
     record: dict | None = None  # the JSONL record, for inferred frames
+    overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
+    decoded_at: float = 0.0  # perf_counter() when the frame left the decoder
+
+
+@dataclass
+class _Batch:
+    frames: list[Frame]
+    infer: list[bool]  # which frames go through the model (``stride``)
+    decoded_at: float
+    raws: list[RawDetections] = field(default_factory=list)
+    results: list[FrameResult] = field(default_factory=list)
 
 
 @dataclass
@@ -50,10 +69,21 @@ class RunStats:
     frames_decoded: int = 0
     frames_inferred: int = 0
     wall_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"decode": 0.0, "infer": 0.0, "render": 0.0, "encode": 0.0, "write": 0.0}
-    )
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     detections: Counter = field(default_factory=Counter)
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        # Each stage is timed by the one thread that runs it, so no lock is needed.
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] += time.perf_counter() - started
+
+    def latency_ms(self, percentile: float) -> float | None:
+        return round(float(np.percentile(self.latencies, percentile)) * 1000, 2) if self.latencies else None
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +92,7 @@ class RunStats:
             "wall_seconds": round(self.wall_seconds, 3),
             "fps": round(self.frames_decoded / self.wall_seconds, 2) if self.wall_seconds else None,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "latency_ms": {"p50": self.latency_ms(50), "p95": self.latency_ms(95)},
         }
 
 
@@ -80,82 +111,6 @@ def prepare_output_dir(out: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-
-
-class _Decoder(threading.Thread):
-    """Reads the source ahead of the model into a bounded queue."""
-
-    def __init__(self, source: VideoSource, max_frames: int | None, stats: RunStats):
-        super().__init__(name="streamseg-decode", daemon=True)
-        self.source, self.max_frames, self.stats = source, max_frames, stats
-        self.frames: queue.Queue = queue.Queue(QUEUE_SIZE)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        frames = iter(self.source)
-        try:
-            while not self.stop.is_set() and (self.max_frames is None or self.stats.frames_decoded < self.max_frames):
-                started = time.perf_counter()
-                frame = next(frames, None)
-                self.stats.stage_seconds["decode"] += time.perf_counter() - started
-                if frame is None:
-                    break
-                self.stats.frames_decoded += 1
-                self._put(frame)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
-        self._put(_DONE)
-
-    def _put(self, item: object) -> None:
-        while not self.stop.is_set():
-            try:
-                self.frames.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self) -> Iterator[Frame]:
-        while True:
-            item = self.frames.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-
-class _Writer(threading.Thread):
-    """Renders, encodes and writes results behind the model, from a bounded queue."""
-
-    def __init__(self, handle: Callable[[FrameResult], None]):
-        super().__init__(name="streamseg-write", daemon=True)
-        self.handle = handle
-        self.results: queue.Queue = queue.Queue(QUEUE_SIZE)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (item := self.results.get()) is not _DONE:
-            if self.error is None:
-                try:
-                    self.handle(item)
-                except BaseException as exc:  # noqa: BLE001 - raised in the producer on its next put
-                    self.error = exc
-
-    def put(self, result: FrameResult) -> None:
-        while True:
-            if self.error is not None:
-                raise self.error
-            try:
-                self.results.put(result, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        self.results.put(_DONE)
-        self.join()
-        if self.error is not None:
-            raise self.error
 
 
 def _reportable(error: BaseException) -> BaseException:
@@ -192,6 +147,10 @@ class Segmenter:
             inference_size=self.config.inference_size,
         )
         self.renderer = OverlayRenderer(self.model.class_names)
+        cuda = self.model.device.type == "cuda"
+        # A GPU wants several frames per pass and a pass in flight per stream; two CPU cores want neither.
+        self.batch_size = self.config.batch or (4 if cuda else 1)
+        self.infer_workers = self.config.streams if cuda else 1
 
     def run(self, source: str | VideoSource, out: str | Path | None = None, overwrite: bool = False) -> Run:
         return Run(self, source, Path(out) if out is not None else None, overwrite)
@@ -212,6 +171,8 @@ class Run:
         self.out = out
         self.stats = RunStats()
         self.summary: dict | None = None
+        self._latest: Instances | None = None
+        self.tracker = Tracker() if config.track else None  # one per run: ids start at 1 for every source
         self.video: VideoWriter | None = None
         self.jsonl: JsonlWriter | None = None
         if out is not None:
@@ -228,69 +189,109 @@ class Run:
         limit = self.segmenter.config.max_frames
         return min(count, limit) if count is not None and limit is not None else (limit if count is None else count)
 
-    def _write(self, result: FrameResult) -> None:
-        seconds = self.stats.stage_seconds
+    # The five steps. Each runs in one thread at a time (infer in one per CUDA stream), in order.
+
+    def _batches(self) -> Iterator[_Batch]:
+        config, stats = self.segmenter.config, self.stats
+        frames = iter(self.source)
+        size = self.segmenter.batch_size
+        while config.max_frames is None or stats.frames_decoded < config.max_frames:
+            batch: list[Frame] = []
+            with stats.timed("decode"):
+                while len(batch) < size and (config.max_frames is None or stats.frames_decoded < config.max_frames):
+                    frame = next(frames, None)
+                    if frame is None:
+                        break
+                    batch.append(frame)
+                    stats.frames_decoded += 1
+            if not batch:
+                return
+            yield _Batch(batch, [f.index % config.stride == 0 for f in batch], time.perf_counter())
+            if len(batch) < size:
+                return
+
+    def _infer(self, batch: _Batch) -> _Batch:
+        with self.stats.timed("infer"):
+            batch.raws = self.segmenter.predictor.forward([f for f, infer in zip(batch.frames, batch.infer) if infer])
+        return batch
+
+    def _postprocess(self, batch: _Batch) -> _Batch:
+        segmenter, stats = self.segmenter, self.stats
+        names = segmenter.model.class_names
+        raws = iter(batch.raws)
+        with stats.timed("postprocess"):
+            for frame, infer in zip(batch.frames, batch.infer):
+                record = None
+                if infer:  # frame indices count from 0 at the first decoded frame, so the first is inferred
+                    self._latest = segmenter.predictor.postprocess(next(raws), frame)
+                    if self.tracker is not None:
+                        with stats.timed("track"):
+                            self._latest = self.tracker.update(self._latest)
+                    stats.frames_inferred += 1
+                    stats.detections.update(names[c] for c in self._latest.class_ids)
+                    record = instances_to_record(self._latest, names)
+                batch.results.append(FrameResult(frame, self._latest, infer, record, decoded_at=batch.decoded_at))
+        batch.raws = []  # device memory goes back as soon as it is read
+        return batch
+
+    def _render(self, batch: _Batch) -> _Batch:
         if self.video is not None:
-            started = time.perf_counter()
-            image = self.segmenter.renderer.annotate(result.frame.image, result.instances)
-            seconds["render"] += time.perf_counter() - started
-            started = time.perf_counter()
-            self.video.write(image, result.frame.pts, result.frame.time)
-            seconds["encode"] += time.perf_counter() - started
-        if self.jsonl is not None and result.record is not None:
-            started = time.perf_counter()
-            self.jsonl.write(result.record)
-            seconds["write"] += time.perf_counter() - started
+            with self.stats.timed("render"):
+                for result in batch.results:
+                    result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
+        return batch
+
+    def _write(self, batch: _Batch) -> _Batch:
+        stats = self.stats
+        for result in batch.results:
+            if self.video is not None:
+                with stats.timed("encode"):
+                    self.video.write(result.overlay, result.frame.pts, result.frame.time)
+                result.overlay = None  # not kept alive by a caller holding results
+            if self.jsonl is not None and result.record is not None:
+                with stats.timed("write"):
+                    self.jsonl.write(result.record)
+            stats.latencies.append(time.perf_counter() - result.decoded_at)
+        return batch
+
+    def _steps(self) -> Iterator[_Batch]:
+        batches = self._batches()
+        steps = (self._infer, self._postprocess, self._render, self._write)
+        if self.segmenter.config.mode == "sequential":
+            for batch in batches:
+                for step in steps:
+                    batch = step(batch)
+                yield batch
+            return
+        stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers),
+                  Stage("postprocess", self._postprocess), Stage("render", self._render), Stage("write", self._write)]
+        yield from Stages(batches, stages, QUEUE_SIZE)
 
     def __iter__(self) -> Iterator[FrameResult]:
-        segmenter, config, stats = self.segmenter, self.segmenter.config, self.stats
-        class_names = segmenter.model.class_names
-        decoder = _Decoder(self.source, config.max_frames, stats)
-        writer = _Writer(self._write)
         started = time.perf_counter()
-        decoder.start()
-        writer.start()
-        body_error: BaseException | None = None
-        latest: Instances | None = None
+        error: BaseException | None = None
+        steps = self._steps()
         try:
-            for frame in decoder:
-                inferred = frame.index % config.stride == 0 or latest is None
-                record = None
-                if inferred:
-                    t0 = time.perf_counter()
-                    latest = segmenter.predictor.predict([frame])[0]
-                    stats.stage_seconds["infer"] += time.perf_counter() - t0
-                    stats.frames_inferred += 1
-                    stats.detections.update(class_names[c] for c in latest.class_ids)
-                    record = instances_to_record(latest, class_names)
-                result = FrameResult(frame, latest, inferred, record)
-                writer.put(result)
-                yield result
+            for batch in steps:
+                yield from batch.results
         except BaseException as exc:
-            body_error = exc
+            error = exc
             if _reportable(exc) is exc:
                 raise
             raise _reportable(exc) from exc
         finally:
-            decoder.stop.set()
-            decoder.join()
-            error = body_error
-            try:
-                writer.finish()
-            except BaseException as exc:  # noqa: BLE001 - the first failure is the one to report
-                error = error or exc
+            steps.close()  # stops the stage threads before the sinks close
             self._finalize(started, error)
-            if body_error is None and error is not None:
-                raise _reportable(error) from error
 
     def _finalize(self, started: float, error: BaseException | None) -> None:
+        closing_error = None
         for sink in (self.video, self.jsonl):
             if sink is not None:
                 try:
                     sink.close()
-                except StreamsegError:
-                    if error is None:
-                        raise
+                except StreamsegError as exc:
+                    closing_error = closing_error or exc
+        error = error or closing_error
         self.source.close()
         self.stats.wall_seconds = time.perf_counter() - started
         self.summary = {
@@ -300,12 +301,20 @@ class Run:
             "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors},
             "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
             "config": {"stride": self.segmenter.config.stride, "max_frames": self.segmenter.config.max_frames,
-                       "start": self.segmenter.config.start},
+                       "start": self.segmenter.config.start, "mode": self.segmenter.config.mode,
+                       "batch": self.segmenter.batch_size, "infer_workers": self.segmenter.infer_workers,
+                       "track": self.segmenter.config.track},
             "run": self.stats.to_dict(),
             "detections": dict(sorted(self.stats.detections.items())),
         }
+        if self.tracker is not None:
+            names = self.segmenter.model.class_names
+            unique = Counter(names[c] for c in self.tracker.confirmed_ids.values())
+            self.summary["counts"] = {"unique": dict(sorted(unique.items()))}
         if self.out is not None:
             write_json_atomic(self.out / "summary.json", self.summary)
+        if closing_error is not None and closing_error is error:
+            raise closing_error
 
 
 def segment(source: str | VideoSource, out: str | Path | None = None, overwrite: bool = False, **settings) -> Run:

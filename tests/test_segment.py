@@ -50,7 +50,7 @@ def test_segment_end_to_end(tmp_path, synth_clip, tiny_checkpoint):
         assert (record["width"], record["height"]) == (320, 180)
         assert abs(record["time"] - record["frame"] / 30) < 1e-3
         for obj in record["instances"]:
-            assert obj["id"] is None and obj["label"] in {"circle", "rectangle", "triangle"}
+            assert (obj["id"] is None or obj["id"] >= 1) and obj["label"] in {"circle", "rectangle", "triangle"}
             mask = decode_masks([obj["mask"]], 180, 320)[0]
             assert mask.shape == (180, 320) and int(mask.sum()) == obj["area"]
             assert obj["score"] >= 0.05 and len(obj["box"]) == 4
@@ -59,7 +59,7 @@ def test_segment_end_to_end(tmp_path, synth_clip, tiny_checkpoint):
     assert summary["complete"] is True
     assert summary["source"]["codec"] == "h264" and summary["source"]["width"] == 320
     assert summary["run"]["frames_decoded"] == summary["run"]["frames_inferred"] == 40
-    assert set(summary["run"]["stage_seconds"]) == {"decode", "infer", "render", "encode", "write"}
+    assert set(summary["run"]["stage_seconds"]) == {"decode", "infer", "postprocess", "render", "encode", "write"}
     assert sum(summary["detections"].values()) == sum(len(r["instances"]) for r in records)
     assert summary["model"]["score_threshold"] == 0.05
 

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from streamseg.engine import Predictor
+from streamseg.formats import instances_to_record
+from streamseg.instances import Frame
+from streamseg.models import load_model
+
+
+@pytest.mark.parametrize("shape", [(96, 160), (120, 90)])
+def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape):
+    model = load_model(str(tiny_checkpoint), device="cpu")
+    predictor = Predictor(model, score_threshold=0.0, agnostic_nms=None)
+    image = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    ours = predictor.predict([Frame(3, 0.1, image)])[0]
+    with torch.inference_mode():
+        theirs = model.module([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+    assert len(ours) == len(theirs["scores"]) > 0
+    assert np.allclose(ours.boxes, theirs["boxes"].numpy(), atol=1e-3)
+    assert np.allclose(ours.scores, theirs["scores"].numpy(), atol=1e-5)
+    assert np.array_equal(ours.class_ids, theirs["labels"].numpy())
+    reference = theirs["masks"][:, 0].numpy() > 0.5
+    for a, b in zip(ours.masks, reference):
+        assert (a & b).sum() >= 0.99 * (a | b).sum()
+    assert ours.masks.shape == (len(ours), *shape) and ours.frame_index == 3
+
+
+def test_a_batch_gives_what_single_frames_give(tiny_checkpoint):
+    predictor = Predictor(load_model(str(tiny_checkpoint), device="cpu"), score_threshold=0.0)
+    rng = np.random.default_rng(2)
+    frames = [Frame(i, i / 30, rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)) for i in range(3)]
+    batched = predictor.predict(frames)
+    for frame, together in zip(frames, batched):
+        alone = predictor.predict([frame])[0]
+        assert np.allclose(alone.boxes, together.boxes, atol=1e-3) and np.array_equal(alone.class_ids, together.class_ids)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_predictor_matches_cpu_within_fp16(tiny_checkpoint):
+    image = np.random.default_rng(3).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    cpu = Predictor(load_model(str(tiny_checkpoint), device="cpu"), score_threshold=0.0).predict([Frame(0, 0.0, image)])[0]
+    gpu = Predictor(load_model(str(tiny_checkpoint), device="cuda"), score_threshold=0.0).predict([Frame(0, 0.0, image)])[0]
+    assert len(gpu) > 0 and gpu.masks.shape == (len(gpu), 96, 160)
+    assert abs(gpu.scores.max() - cpu.scores.max()) < 0.05  # fp16 autocast: close, not equal
+
+
+def test_a_frame_without_detections_gives_empty_instances_and_a_record(tiny_checkpoint):
+    predictor = Predictor(load_model(str(tiny_checkpoint), device="cpu"), score_threshold=1.0)
+    empty = predictor.predict([Frame(0, 0.0, np.zeros((96, 160, 3), np.uint8))])[0]
+    assert len(empty) == 0 and empty.masks.shape == (0, 96, 160) and empty.areas.shape == (0,)
+    record = instances_to_record(empty, predictor.model.class_names)
+    assert record["instances"] == [] and (record["width"], record["height"]) == (160, 96)

@@ -1,0 +1,95 @@
+"""The async pipeline against the sequential baseline, and its failure modes."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from streamseg.config import build_config
+from streamseg.errors import PipelineError
+from streamseg.models import load_model
+from streamseg.pipeline import Segmenter
+
+
+def _segmenter(checkpoint, **settings):
+    config = build_config(model=str(checkpoint), device="cpu", score_threshold=0.05, **settings)
+    return Segmenter(config, load_model(str(checkpoint), device="cpu"))
+
+
+@pytest.mark.parametrize("settings", [{}, {"stride": 3, "batch": 4}])
+def test_async_and_sequential_write_identical_jsonl(tmp_path, synth_clip, tiny_checkpoint, settings):
+    lines = {}
+    for mode in ("sequential", "async"):
+        run = _segmenter(tiny_checkpoint, mode=mode, **settings).run(str(synth_clip), tmp_path / mode)
+        assert [r.frame.index for r in run] == list(range(40))
+        lines[mode] = (tmp_path / mode / "frames.jsonl").read_text()
+        summary = json.loads((tmp_path / mode / "summary.json").read_text())
+        assert summary["complete"] and summary["config"]["mode"] == mode
+        assert summary["run"]["latency_ms"]["p95"] >= summary["run"]["latency_ms"]["p50"] > 0
+    assert lines["async"] == lines["sequential"]
+    assert len(lines["async"].splitlines()) == (40 if not settings else 14)
+
+
+def test_a_failing_model_stops_the_run_promptly_with_a_clear_error(tmp_path, synth_clip, tiny_checkpoint):
+    segmenter = _segmenter(tiny_checkpoint)
+    real_forward, calls = segmenter.predictor.forward, []
+
+    def forward(frames):
+        calls.append(len(frames))
+        if len(calls) == 6:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return real_forward(frames)
+
+    segmenter.predictor.forward = forward
+    started = time.monotonic()
+    run = segmenter.run(str(synth_clip), tmp_path / "run")
+    seen = []
+    with pytest.raises(PipelineError, match="RuntimeError: CUDA error"):
+        for result in run:
+            seen.append(result.frame.index)
+    assert time.monotonic() - started < 30
+    assert seen == list(range(5))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["complete"] is False and "CUDA error" in summary["reason"]
+    records = [json.loads(line) for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(len(records))) and len(records) <= 5
+
+
+def test_a_failing_writer_surfaces_in_the_consumer(tmp_path, synth_clip, tiny_checkpoint):
+    run = _segmenter(tiny_checkpoint).run(str(synth_clip), tmp_path / "run")
+
+    def broken(image, pts, seconds):
+        raise OSError("No space left on device")
+
+    run.video.write = broken
+    with pytest.raises(PipelineError, match="No space left on device"):
+        list(run)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["complete"] is False
+
+
+def test_results_are_released_behind_the_writer(synth_clip, tiny_checkpoint, tmp_path):
+    run = _segmenter(tiny_checkpoint).run(str(synth_clip), tmp_path / "run")
+    results = list(run)
+    assert all(r.overlay is None for r in results)  # rendered frames are not kept alive by the caller
+    assert all(isinstance(r.instances.masks, np.ndarray) for r in results)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_streams_and_batches_keep_every_frame_in_order(tmp_path, synth_clip, tiny_checkpoint):
+    config = build_config(model=str(tiny_checkpoint), device="cuda", score_threshold=0.05, batch=3, streams=2)
+    run = Segmenter(config).run(str(synth_clip), tmp_path / "run")
+    assert [r.frame.index for r in run] == list(range(40))
+    records = [json.loads(line) for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(40))
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["infer_workers"] == 2
+
+
+def test_tracking_can_be_switched_off(tmp_path, synth_clip, tiny_checkpoint):
+    run = _segmenter(tiny_checkpoint, track=False, max_frames=5).run(str(synth_clip), tmp_path / "run")
+    assert all(r.instances.track_ids is None for r in run)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "counts" not in summary and summary["config"]["track"] is False
+    for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines():
+        assert all(o["id"] is None for o in json.loads(line)["instances"])
