@@ -91,21 +91,25 @@ def _progress(quiet: bool) -> Progress:
 @reported
 def segment(
     source: str = typer.Argument(..., help="Video file to segment (any container and codec FFmpeg decodes)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: runs/<source stem>]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source stem>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options; the command line wins."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path [default: shapes]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
-    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep detections scoring at least this [default: 0.5]."),
-    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Mask probability that counts as inside [default: 0.5]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep detections scoring at least this (default: 0.5)."),
+    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Mask probability that counts as inside (default: 0.5)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. circle,triangle)."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Infer every Nth frame; the others show the latest result [default: 1]."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Infer every Nth frame; the others show the latest result (default: 1)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     start: Optional[float] = typer.Option(None, "--start", help="Start this many seconds into the source."),
-    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels [default: the model's]."),
-    video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write overlay.mp4 [default: on]."),
-    json_out: Optional[bool] = typer.Option(None, "--json/--no-json", help="Write frames.jsonl [default: on]."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels (default: the model's)."),
+    video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write overlay.mp4 (default: on)."),
+    json_out: Optional[bool] = typer.Option(None, "--json/--no-json", help="Write frames.jsonl (default: on)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="async (steps in parallel threads) or sequential (one loop, the baseline) (default: async)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
+    streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams, each with its own inference thread (default: 2)."),
+    track: Optional[bool] = typer.Option(None, "--track/--no-track", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
 ) -> None:
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json."""
@@ -126,6 +130,10 @@ def segment(
         inference_size=inference_size,
         video=video,
         json=json_out,
+        mode=mode,
+        batch=batch,
+        streams=streams,
+        track=track,
     )
     out = out or Path("runs") / Path(source).stem
     run = Segmenter(settings).run(source, out, overwrite)
@@ -204,6 +212,54 @@ def train(
 
         path = run_training(settings, resume=resume, on_step=on_step)
     console.print(f"wrote {path} (and {path.with_name('checkpoint.pt')} to resume)")
+
+
+@app.command()
+@reported
+def bench(
+    source: str = typer.Argument(..., help="Video file to measure on (e.g. one made by `streamseg synth`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with segment options; the command line wins."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (default: shapes)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file, or 'random' for untrained weights (same compute)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
+    streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams (default: 2)."),
+    frames: int = typer.Option(300, "--frames", "-n", help="Frames to measure on (the first N of SOURCE)."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees (default: the model's)."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="As for segment (default: 0.5)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """Measure each stage alone and the whole pipeline in sequential and async mode."""
+    from rich.table import Table
+
+    from .bench import run_benchmark
+    from .config import build_config
+    from .sinks import write_json_atomic
+
+    settings = build_config(config, model=model, weights=weights, device=device, batch=batch, streams=streams,
+                            inference_size=inference_size, score_threshold=score_threshold)
+    with console.status("measuring") as status:
+        result = run_benchmark(source, settings, frames, report=lambda stage: status.update(f"measuring {stage}"))
+    table = Table(title=f"{result['model']} on {result['device']}, {result['frames']} frames "
+                        f"{result['size'][0]}x{result['size'][1]}, input {result['input_size']}, batch {result['batch']}")
+    table.add_column("stage")
+    table.add_column("fps", justify="right")
+    table.add_column("ms/frame", justify="right")
+    table.add_column("latency p50/p95 ms", justify="right")
+    rows = [("decode", result["decode_fps"], ""), ("model (forward + postprocess)", result["model_fps"], ""),
+            ("render + encode", result["render_encode_fps"], ""),
+            ("pipeline sequential", result["sequential_fps"], result["latency_ms"]["sequential"]),
+            ("pipeline async", result["async_fps"], result["latency_ms"]["async"])]
+    for name, fps, latency in rows:
+        table.add_row(name, f"{fps:.1f}", f"{1000 / fps:.1f}" if fps else "",
+                      f"{latency['p50']} / {latency['p95']}" if latency else "")
+    Console().print(table)
+    gpu = f", peak GPU {result['peak_gpu_mb']} MB, GPU busy {result['gpu_busy_percent']}%" if result["peak_gpu_mb"] else ""
+    Console().print(f"async/sequential {result['async_over_sequential']:.2f}, async/model {result['async_over_model']:.2f}, "
+                    f"forward {result['forward_ms']} ms + postprocess {result['postprocess_ms']} ms per frame, "
+                    f"peak RSS {result['peak_rss_mb']} MB{gpu}")
+    if json_file:
+        write_json_atomic(json_file, result)
 
 
 @app.command("eval")

@@ -1,0 +1,156 @@
+"""``streamseg bench``: every stage of the pipeline measured alone, then the whole in both modes.
+
+All measurements run in one process on the same frames: decoding alone; the model alone
+(forward + postprocess) on frames decoded beforehand; postprocess alone; rendering + encoding
+alone; then the full pipeline (decode → model → render → encode + JSONL) in ``sequential`` and in
+``async`` mode. The ratios say how much the threads buy (``async_over_sequential``) and how close
+the whole run comes to the model's own speed (``async_over_model``; 1.0 means everything else is
+hidden behind the model).
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .config import SegmentConfig
+from .errors import InputError
+from .instances import Frame
+from .models.registry import load_model
+from .pipeline import Segmenter
+from .sinks import VideoWriter
+from .sources import SourceInfo, open_source
+
+WARMUP_FRAMES = 3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 2) if seconds > 0 else float("inf")
+
+
+def _decode(source: str, frames: int, start: float) -> tuple[list[Frame], float, SourceInfo]:
+    with open_source(source, start=start) as video:
+        decoded, started = [], time.perf_counter()
+        for frame in video:
+            decoded.append(frame)
+            if len(decoded) == frames:
+                break
+        return decoded, time.perf_counter() - started, video.info
+
+
+class _GpuBusy:
+    """Samples the GPU's utilisation (NVML through torch) while a block runs; None without it."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.samples, self.stop = device, [], threading.Event()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.05):
+            self.samples.append(torch.cuda.utilization(self.device))
+
+    def __enter__(self) -> _GpuBusy:
+        if self.device.type == "cuda":
+            try:
+                torch.cuda.utilization(self.device)
+            except Exception:  # noqa: BLE001 - pynvml missing or no NVML: leave it unmeasured
+                return self
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+
+    @property
+    def percent(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+
+def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
+                  report: Callable[[str], None] = lambda stage: None) -> dict:
+    """Measure ``source``'s first ``frames`` frames through each stage and both pipeline modes."""
+    if frames < WARMUP_FRAMES + 1:
+        raise InputError(f"--frames must be at least {WARMUP_FRAMES + 1}")
+    report("decode")
+    decoded, decode_seconds, info = _decode(source, frames, config.start)
+    count = len(decoded)
+    model = load_model(config.model, config.weights, config.device)
+    device = model.device
+    segmenter = Segmenter(config, model)
+    predictor, size = segmenter.predictor, segmenter.batch_size
+    batches = [decoded[i:i + size] for i in range(0, count, size)]
+    for frame in decoded[:WARMUP_FRAMES]:  # first passes allocate and pick kernels
+        predictor.predict([frame])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    report("model")
+    forward_seconds, post_seconds, instances = 0.0, 0.0, []
+    for batch in batches:
+        started = time.perf_counter()
+        raws = predictor.forward(batch)
+        _sync(device)
+        forward_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        instances += [predictor.postprocess(raw, frame) for raw, frame in zip(raws, batch)]
+        post_seconds += time.perf_counter() - started
+
+    report("render + encode")
+    with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as scratch:
+        started = time.perf_counter()
+        with VideoWriter(Path(scratch) / "overlay.mp4", info.width, info.height, info.time_base, info.fps) as writer:
+            for frame, found in zip(decoded, instances):
+                writer.write(segmenter.renderer.annotate(frame.image, found), frame.pts, frame.time)
+        render_encode_seconds = time.perf_counter() - started
+
+        runs = {}
+        for mode in ("sequential", "async"):
+            report(f"pipeline ({mode})")
+            run_segmenter = Segmenter(replace(config, mode=mode, max_frames=count), model)
+            run = run_segmenter.run(source, Path(scratch) / mode)
+            with _GpuBusy(device) as busy:
+                started = time.perf_counter()
+                done = sum(1 for _ in run)
+                seconds = time.perf_counter() - started
+            runs[mode] = {"fps": _rate(done, seconds), "latency_p50_ms": run.stats.latency_ms(50),
+                          "latency_p95_ms": run.stats.latency_ms(95), "gpu_busy_percent": busy.percent,
+                          "stage_seconds": {k: round(v, 3) for k, v in run.stats.stage_seconds.items()}}
+
+    model_fps = _rate(count, forward_seconds + post_seconds)
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "model": model.name,
+        "source": str(source),
+        "frames": count,
+        "size": [decoded[0].image.shape[1], decoded[0].image.shape[0]],
+        "input_size": predictor.inference_size,
+        "batch": size,
+        "streams": segmenter.infer_workers,
+        "decode_fps": _rate(count, decode_seconds),
+        "model_fps": model_fps,
+        "forward_ms": round(forward_seconds / count * 1000, 2),
+        "postprocess_ms": round(post_seconds / count * 1000, 2),
+        "render_encode_fps": _rate(count, render_encode_seconds),
+        "sequential_fps": runs["sequential"]["fps"],
+        "async_fps": runs["async"]["fps"],
+        "async_over_sequential": round(runs["async"]["fps"] / runs["sequential"]["fps"], 3),
+        "async_over_model": round(runs["async"]["fps"] / model_fps, 3),
+        "latency_ms": {mode: {"p50": r["latency_p50_ms"], "p95": r["latency_p95_ms"]} for mode, r in runs.items()},
+        "gpu_busy_percent": runs["async"]["gpu_busy_percent"],
+        "stage_seconds": {mode: r["stage_seconds"] for mode, r in runs.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        "date": time.strftime("%Y-%m-%d"),
+    }
