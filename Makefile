@@ -20,5 +20,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+bench: setup
+	$(BIN)/python benchmarks/pipeline.py
+
 clean:
 	rm -rf runs .pytest_cache

@@ -110,6 +110,9 @@ def segment(
     batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
     streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams, each with its own inference thread (default: 2)."),
     track: Optional[bool] = typer.Option(None, "--track/--no-track", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
+    line: Optional[list[str]] = typer.Option(None, "--line", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),
+    zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,...[:name] (pixels; repeatable)."),
+    zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
 ) -> None:
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json."""
@@ -134,6 +137,9 @@ def segment(
         batch=batch,
         streams=streams,
         track=track,
+        lines=line or None,
+        zones=zone or None,
+        zone_overlap=zone_overlap,
     )
     out = out or Path("runs") / Path(source).stem
     run = Segmenter(settings).run(source, out, overwrite)
@@ -153,9 +159,20 @@ def segment(
             f"[green]done[/green]: {stats['frames_decoded']} frames ({stats['frames_inferred']} inferred) "
             f"in {stats['wall_seconds']:.1f} s, {stats['fps']} fps"
         )
+        counts = summary.get("counts", {})
+        if "unique" in counts:
+            console.print(f"objects: {_per_class(counts['unique'])}")
+        for name, totals in counts.get("lines", {}).items():
+            console.print(f"line {name}: in {_per_class(totals['in'])}; out {_per_class(totals['out'])}")
+        for name, totals in counts.get("zones", {}).items():
+            console.print(f"zone {name}: entered {_per_class(totals['enter'])}; most inside {_per_class(totals['max_occupancy'])}")
         for name in ("overlay.mp4", "frames.jsonl", "summary.json"):
             if (out / name).exists():
                 console.print(f"  {out / name}")
+
+
+def _per_class(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {label}" for label, n in counts.items()) or "none"
 
 
 @app.command()

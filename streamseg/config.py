@@ -17,6 +17,7 @@ from typing import Any
 
 import tomllib
 
+from .count import parse_lines, parse_zones
 from .errors import InputError
 from .models.registry import DEFAULT_MODEL
 
@@ -39,6 +40,9 @@ class SegmentConfig:
     batch: int | None = None  # frames per forward pass [default: 4 on CUDA, 1 on CPU]
     streams: int = 2  # CUDA streams, each with its own inference thread
     track: bool = True  # give detections track ids across frames
+    lines: list[str] | None = None  # counting lines, "x1,y1,x2,y2[:name]" each
+    zones: list[str] | None = None  # counting zones, "x1,y1,x2,y2,x3,y3,...[:name]" each
+    zone_overlap: float = 0.5  # fraction of a mask inside a zone for the object to count as in it
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold"):
@@ -58,6 +62,12 @@ class SegmentConfig:
             raise InputError(f"batch must be between 1 and 64, got {self.batch}")
         if not 1 <= self.streams <= 8:
             raise InputError(f"streams must be between 1 and 8, got {self.streams}")
+        if not 0.0 < self.zone_overlap <= 1.0:
+            raise InputError(f"zone_overlap must be above 0 and at most 1, got {self.zone_overlap}")
+        if (self.lines or self.zones) and not self.track:
+            raise InputError("lines and zones count tracked objects; they need tracking on (drop --no-track)")
+        parse_lines(self.lines or [])  # a malformed line or zone fails here, before any work starts
+        parse_zones(self.zones or [])
         return self
 
 
@@ -78,6 +88,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "batch": (int,),
     "streams": (int,),
     "track": (bool,),
+    "lines": (list,),
+    "zones": (list,),
+    "zone_overlap": (float, int),
 }
 
 
@@ -103,8 +116,8 @@ def _checked(values: dict[str, Any], origin: str) -> dict[str, Any]:
         # bool is an int in Python; a stride of `true` is still a mistake.
         if isinstance(value, bool) and bool not in _TYPES[key] or not isinstance(value, _TYPES[key]):
             raise InputError(f"{origin}: {key} has the wrong type ({type(value).__name__})")
-        if key == "classes" and not all(isinstance(c, str) for c in value):
-            raise InputError(f"{origin}: classes must be a list of names")
+        if key in ("classes", "lines", "zones") and not all(isinstance(c, str) for c in value):
+            raise InputError(f"{origin}: {key} must be a list of strings")
     return values
 
 
@@ -112,7 +125,7 @@ def build_config(config_file: str | Path | None = None, **overrides: Any) -> Seg
     """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
     values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
     values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
-    for key in ("score_threshold", "mask_threshold", "start"):
+    for key in ("score_threshold", "mask_threshold", "start", "zone_overlap"):
         if key in values:
             values[key] = float(values[key])
     return SegmentConfig(**values).validate()

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from .config import SegmentConfig, build_config
+from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor, RawDetections
 from .errors import OutputError, PipelineError, StreamsegError
 from .formats import instances_to_record
@@ -36,7 +37,7 @@ from .track import Tracker
 
 QUEUE_SIZE = 4  # batches waiting between two steps
 LATENCY_WINDOW = 10_000  # frames whose decode-to-output latency is kept for percentiles
-STAGES = ("decode", "infer", "postprocess", "track", "render", "encode", "write")
+STAGES = ("decode", "infer", "postprocess", "track", "count", "render", "encode", "write")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FrameResult:
     inferred: bool
     record: dict | None = None  # the JSONL record, for inferred frames
     overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
+    tally: dict | None = None  # line and zone counters as they stand at this frame (for the overlay)
     decoded_at: float = 0.0  # perf_counter() when the frame left the decoder
 
 
@@ -173,6 +175,9 @@ class Run:
         self.summary: dict | None = None
         self._latest: Instances | None = None
         self.tracker = Tracker() if config.track else None  # one per run: ids start at 1 for every source
+        self.counter = LineZoneCounter(parse_lines(config.lines or []), parse_zones(config.zones or []),
+                                       segmenter.model.class_names, min_overlap=config.zone_overlap)
+        self._tally: dict | None = None
         self.video: VideoWriter | None = None
         self.jsonl: JsonlWriter | None = None
         if out is not None:
@@ -230,7 +235,12 @@ class Run:
                     stats.frames_inferred += 1
                     stats.detections.update(names[c] for c in self._latest.class_ids)
                     record = instances_to_record(self._latest, names)
-                batch.results.append(FrameResult(frame, self._latest, infer, record, decoded_at=batch.decoded_at))
+                    if self.counter:
+                        with stats.timed("count"):
+                            record["counts"], record["events"] = self.counter.update(self._latest)
+                            self._tally = self.counter.state()
+                batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
+                                                 decoded_at=batch.decoded_at))
         batch.raws = []  # device memory goes back as soon as it is read
         return batch
 
@@ -239,6 +249,9 @@ class Run:
             with self.stats.timed("render"):
                 for result in batch.results:
                     result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
+                    if self.counter:
+                        self.segmenter.renderer.draw_counting(result.overlay, self.counter.lines, self.counter.zones,
+                                                              result.tally)
         return batch
 
     def _write(self, batch: _Batch) -> _Batch:
@@ -310,7 +323,7 @@ class Run:
         if self.tracker is not None:
             names = self.segmenter.model.class_names
             unique = Counter(names[c] for c in self.tracker.confirmed_ids.values())
-            self.summary["counts"] = {"unique": dict(sorted(unique.items()))}
+            self.summary["counts"] = {"unique": dict(sorted(unique.items())), **self.counter.totals()}
         if self.out is not None:
             write_json_atomic(self.out / "summary.json", self.summary)
         if closing_error is not None and closing_error is error:

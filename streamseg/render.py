@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .count import Line, Zone
 from .instances import Instances
 
 GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
@@ -20,6 +21,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 # Masks from torchvision are pasted into a box grown by about 7%, so a few mask pixels can lie
 # just outside the detection box; look this far beyond the box (fraction of its size, plus pixels).
 BOX_MARGIN_FRACTION, BOX_MARGIN_PIXELS = 0.1, 2
+COUNTING_COLOR = (255, 255, 255)  # lines and zones: white, apart from every instance colour's hue
 
 
 def color_for(key: int) -> tuple[int, int, int]:
@@ -93,6 +95,30 @@ class OverlayRenderer:
             if self.show_labels:
                 self._draw_label(canvas, self._label(instances, i), (x0, y0, x1, y1), colors[i], font_scale)
         return canvas
+
+    def draw_counting(self, canvas: np.ndarray, lines: Sequence[Line], zones: Sequence[Zone], tally: dict | None) -> None:
+        """Draw counting lines (with an arrow pointing to the ``in`` side) and zones, with their counts, in place."""
+        tally = tally or {"lines": {}, "zones": {}}
+        font_scale = float(np.clip(canvas.shape[0] / 720 * 0.6, 0.35, 1.2))
+        for zone in zones:
+            points = np.round(np.array(zone.points) * 16).astype(np.int32)
+            cv2.polylines(canvas, [points], True, COUNTING_COLOR, self.thickness, cv2.LINE_AA, 4)
+            anchor = np.array(zone.points).min(axis=0).astype(int)
+            text = f"{zone.name}: {tally['zones'].get(zone.name, 0)} inside"
+            self._draw_label(canvas, text, (*anchor, *anchor), COUNTING_COLOR, font_scale)
+        for line in lines:
+            start, end = np.array(line.start), np.array(line.end)
+            cv2.line(canvas, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)),
+                     COUNTING_COLOR, self.thickness, cv2.LINE_AA)
+            # The in side is where (x2-x1)(y-y1) - (y2-y1)(x-x1) > 0: the direction (-dy, dx).
+            middle, (dx, dy) = (start + end) / 2, end - start
+            normal = np.array([-dy, dx]) / np.hypot(dx, dy) * max(12.0, canvas.shape[0] / 30)
+            cv2.arrowedLine(canvas, tuple(np.round(middle).astype(int)), tuple(np.round(middle + normal).astype(int)),
+                            COUNTING_COLOR, self.thickness, cv2.LINE_AA, tipLength=0.35)
+            crossed_in, crossed_out = tally["lines"].get(line.name, (0, 0))
+            anchor = np.round(np.minimum(start, end)).astype(int)
+            self._draw_label(canvas, f"{line.name}: in {crossed_in} out {crossed_out}", (*anchor, *anchor),
+                             COUNTING_COLOR, font_scale)
 
     @staticmethod
     def _color_keys(instances: Instances) -> list[int]:

@@ -33,7 +33,7 @@ def test_shipped_presets_are_valid():
         ("strde = 2", "unknown setting strde"),
         ('stride = "2"', "stride has the wrong type"),
         ("stride = true", "stride has the wrong type"),
-        ("classes = [1, 2]", "classes must be a list of names"),
+        ("classes = [1, 2]", "classes must be a list of strings"),
         ("stride = [", "not valid TOML"),
     ],
 )

@@ -2,13 +2,16 @@
 
 import json
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from streamseg.config import build_config
+from streamseg.count import parse_zones
 from streamseg.errors import PipelineError
+from streamseg.formats import read_records, record_to_instances
 from streamseg.models import load_model
 from streamseg.pipeline import Segmenter
 
@@ -93,3 +96,27 @@ def test_tracking_can_be_switched_off(tmp_path, synth_clip, tiny_checkpoint):
     assert "counts" not in summary and summary["config"]["track"] is False
     for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines():
         assert all(o["id"] is None for o in json.loads(line)["instances"])
+
+
+def test_lines_and_zones_count_the_true_objects_of_a_clip(tmp_path, synth_clip, tiny_checkpoint):
+    # Feed the pipeline the clip's ground truth as its detections: the counts are then checkable.
+    truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
+    zone_spec = "0,0,160,0,160,180,0,180:left"
+    segmenter = _segmenter(tiny_checkpoint, lines=["160,0,160,180:middle"], zones=[zone_spec], video=True)
+    segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+    list(segmenter.run(str(synth_clip), tmp_path / "run"))
+
+    records = list(read_records(tmp_path / "run" / "frames.jsonl"))
+    left = parse_zones([zone_spec])[0].mask(180, 320)
+    names = ("__background__", "circle", "rectangle", "triangle")
+    for record in records:
+        gt = truth[record["frame"]]
+        inside = Counter(names[c] for c, m in zip(gt.class_ids, gt.masks) if (m & left).sum() >= 0.5 * m.sum())
+        assert record["counts"]["zones"]["left"] == dict(inside), record["frame"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for direction in ("in", "out"):
+        events = Counter(e["label"] for r in records for e in r["events"] if e.get("direction") == direction)
+        assert summary["counts"]["lines"]["middle"][direction] == dict(events)
+    assert records[-1]["counts"]["lines"] == summary["counts"]["lines"]
+    entered = Counter(e["label"] for r in records for e in r["events"] if e["direction"] == "enter")
+    assert summary["counts"]["zones"]["left"]["enter"] == dict(entered) and sum(entered.values()) > 0
