@@ -286,14 +286,19 @@ def evaluate(
     gt: Path = typer.Argument(..., help="Ground truth in the same schema (e.g. clip.gt.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
 ) -> None:
-    """Box and mask AP of PRED against GT (COCO metrics, each frame an image)."""
+    """Box and mask AP of PRED against GT (COCO metrics, each frame an image); with track ids in GT, also
+    HOTA, DetA, AssA, IDF1, MOTA and ID switches (TrackEval) on masks and boxes, and unique counts."""
     from .evaluate import evaluate_detections, format_table
+    from .evaluate_tracks import evaluate_tracking, format_tracking_table
 
     metrics = evaluate_detections(pred, gt)
+    tracking = evaluate_tracking(pred, gt)
     if as_json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        Console().print(format_table(metrics))
+        print(json.dumps({**metrics, **(tracking or {})}, indent=2))
+        return
+    Console().print(format_table(metrics))
+    if tracking:
+        Console().print(format_tracking_table(tracking))
 
 
 def main() -> None:
