@@ -113,10 +113,14 @@ def segment(
     line: Optional[list[str]] = typer.Option(None, "--line", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),
     zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,...[:name] (pixels; repeatable)."),
     zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
+    export_formats: Optional[list[str]] = typer.Option(None, "--export", help="Also write the tracks as mot, mots or ytvis (repeatable) into --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
 ) -> None:
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json."""
     from .config import build_config
+    from .errors import InputError
+    from .export import FORMATS as EXPORT_FORMATS
+    from .export import export
     from .pipeline import Segmenter
 
     settings = build_config(
@@ -142,6 +146,11 @@ def segment(
         zone_overlap=zone_overlap,
     )
     out = out or Path("runs") / Path(source).stem
+    unknown = sorted(set(export_formats or []) - set(EXPORT_FORMATS))
+    if unknown:
+        raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
+    if export_formats and not settings.json:
+        raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
     run = Segmenter(settings).run(source, out, overwrite)
     detections = 0
     with _progress(quiet) as progress:
@@ -166,9 +175,11 @@ def segment(
             console.print(f"line {name}: in {_per_class(totals['in'])}; out {_per_class(totals['out'])}")
         for name, totals in counts.get("zones", {}).items():
             console.print(f"zone {name}: entered {_per_class(totals['enter'])}; most inside {_per_class(totals['max_occupancy'])}")
-        for name in ("overlay.mp4", "frames.jsonl", "summary.json"):
-            if (out / name).exists():
-                console.print(f"  {out / name}")
+    exported = [export(out / "frames.jsonl", fmt) for fmt in export_formats or []]
+    if not quiet:
+        for path in [out / name for name in ("overlay.mp4", "frames.jsonl", "summary.json")] + exported:
+            if path.exists():
+                console.print(f"  {path}")
 
 
 def _per_class(counts: dict[str, int]) -> str:
@@ -299,6 +310,19 @@ def evaluate(
     Console().print(format_table(metrics))
     if tracking:
         Console().print(format_tracking_table(tracking))
+
+
+@app.command("export")
+@reported
+def export_tracks(
+    frames: Path = typer.Argument(..., help="A run's frames.jsonl."),
+    fmt: str = typer.Option(..., "--format", "-f", help="mot (MOTChallenge txt), mots (MOTS txt, masks made disjoint) or ytvis (YouTube-VIS results JSON)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: beside FRAMES, e.g. frames.mot.txt)."),
+) -> None:
+    """Write the tracks of a run in MOTChallenge, MOTS or YouTube-VIS format."""
+    from .export import export
+
+    print(export(frames, fmt, out))
 
 
 def main() -> None:

@@ -155,11 +155,12 @@ def bad_inputs(tmp_path, synth_clip, tiny_checkpoint):
         "stride 0": ([synth_clip, *model, "--stride", "0"], "stride must be at least 1"),
         "bad line": ([synth_clip, *model, "--line", "1,2,3"], "give exactly x1,y1,x2,y2"),
         "zone untracked": ([synth_clip, *model, "--zone", "0,0,9,0,9,9", "--no-track"], "need tracking on"),
+        "bad export": ([synth_clip, *model, "--export", "coco"], "unknown export format coco"),
     }
 
 
 CASES = ["missing file", "not a video", "no video stream", "unknown model", "foreign checkpoint", "malformed toml",
-         "unknown toml key", "stride 0", "bad line", "zone untracked"]
+         "unknown toml key", "stride 0", "bad line", "zone untracked", "bad export"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -187,7 +188,7 @@ def test_unwritable_out(tmp_path, synth_clip, tiny_checkpoint):
 def test_help_is_complete():
     top = run_cli("--help")
     assert top.returncode == 0
-    for command in ("segment", "synth", "train", "eval", "bench"):
+    for command in ("segment", "synth", "train", "eval", "bench", "export"):
         assert command in top.stdout
         sub = run_cli(command, "--help")
         assert sub.returncode == 0 and "Usage" in sub.stdout
@@ -195,5 +196,5 @@ def test_help_is_complete():
     for option in ("--model", "--weights", "--device", "--score-threshold", "--mask-threshold", "--classes",
                    "--stride", "--max-frames", "--start", "--inference-size", "--no-video", "--no-json", "--quiet",
                    "--config", "--overwrite", "--out", "--mode", "--batch", "--streams", "--no-track", "--line",
-                   "--zone", "--zone-overlap"):
+                   "--zone", "--zone-overlap", "--export"):
         assert option in seg, option
