@@ -31,6 +31,7 @@ class TrackerConfig:
     confirm_hits: int = 2  # matches before a new track gets an id
     lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
     reacquire_distance: float = 1.0  # a lost track is re-found within this many of its box sizes
+    other_class_weight: float = 0.6  # similarity factor for a detection of another class than the track's
 
 
 class KalmanBox:
@@ -80,7 +81,12 @@ class Track:
     hits: int = 1
     score: float = 0.0
     lost: bool = False
-    trail: list = field(default_factory=list)  # recent mask centroids, for drawing
+    votes: dict[int, float] = field(default_factory=dict)  # class id -> summed detection scores
+
+    def vote(self, class_id: int, score: float) -> None:
+        """The track's class is the one its detections gave most confidence to, so one flicker does not relabel it."""
+        self.votes[class_id] = self.votes.get(class_id, 0.0) + score
+        self.class_id = max(self.votes, key=self.votes.get)
 
     @property
     def confirmed(self) -> bool:
@@ -123,15 +129,17 @@ class Tracker:
             size = max(float(np.hypot(*predicted[2:4])), 1.0)
             return max(0.0, 1.0 - float(np.hypot(*(centre - predicted[:2]))) / (config.reacquire_distance * size))
 
-        classes = found.class_ids
-        pairs, free_tracks, free_high = _match(self.tracks, high, classes, similarity, config.min_similarity)
-        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, overlap, config.low_min_iou)
-        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, nearness, 0.0)
+        classes, weight = found.class_ids, config.other_class_weight
+        pairs, free_tracks, free_high = _match(self.tracks, high, classes, similarity, config.min_similarity, weight)
+        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, overlap, config.low_min_iou, weight)
+        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, nearness, 0.0, weight)
         matched = set()
+        class_ids = found.class_ids.copy()
         for track, index in pairs + more + again:
             self._absorb(track, found, index, now)
             matched.add(id(track))
-            ids[index] = track.id if track.confirmed else -1
+            if track.confirmed:
+                ids[index], class_ids[index] = track.id, track.class_id
 
         survivors = []
         for track in self.tracks:
@@ -151,7 +159,7 @@ class Tracker:
                 survivors.append(track)
         self.tracks = survivors
         result = found.select(np.arange(len(found)))
-        result.track_ids = ids
+        result.track_ids, result.class_ids = ids, class_ids
         return result
 
     def _steps(self, now: float) -> float:
@@ -168,7 +176,7 @@ class Tracker:
         box = found.boxes[index]
         track = Track(0, int(found.class_ids[index]), KalmanBox(box), *_crop(found.masks[index], box),
                       _cxcywh(box)[:2], now, score=float(found.scores[index]))
-        track.trail.append(track.mask_center)
+        track.vote(track.class_id, track.score)
         return track
 
     def _confirm(self, track: Track) -> None:
@@ -183,13 +191,20 @@ class Tracker:
         track.mask_center = track.kalman.x[:2].copy()
         track.last_time, track.score, track.lost = now, float(found.scores[index]), False
         track.hits += 1
-        track.trail = (track.trail + [track.mask_center])[-30:]
+        track.vote(int(found.class_ids[index]), track.score)
         if not track.confirmed and track.hits >= self.config.confirm_hits:
             self._confirm(track)
+        elif track.confirmed:
+            self.confirmed_ids[track.id] = track.class_id
 
 
-def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, similarity, threshold: float):
-    """Hungarian matching of ``tracks`` to ``candidates`` (detection indices) of the same class.
+def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, similarity, threshold: float,
+           other_class_weight: float):
+    """Hungarian matching of ``tracks`` to ``candidates`` (detection indices).
+
+    A detection of another class than the track's can still match, its similarity scaled by
+    ``other_class_weight``: the model's class flickers on small or half-hidden objects, and a
+    new track for each flicker would count one object several times.
 
     Returns the (track, detection index) pairs, the tracks left over and the detections left over.
     """
@@ -198,10 +213,11 @@ def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, s
     cost = np.full((len(tracks), len(candidates)), _NO_MATCH)
     for row, track in enumerate(tracks):
         for col, index in enumerate(candidates):
-            if class_ids[index] == track.class_id:
-                score = similarity(track, int(index))
-                if score > threshold:
-                    cost[row, col] = 1.0 - score
+            score = similarity(track, int(index))
+            if class_ids[index] != track.class_id:
+                score *= other_class_weight
+            if score > threshold:
+                cost[row, col] = 1.0 - score
     rows, cols = linear_sum_assignment(cost)
     kept = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
     used_rows, used_cols = {r for r, _ in kept}, {c for _, c in kept}

@@ -83,13 +83,31 @@ def test_weak_detections_keep_a_track_but_never_start_one():
     assert ids[3][1] == -1 and list(tracker.confirmed_ids) == [1]
 
 
-def test_a_new_object_needs_confirmation_and_classes_do_not_mix():
+def test_a_new_object_needs_confirmation_and_a_class_flicker_keeps_its_track():
     frames = [frame(0, [(disc(30, 30), 1, 0.9)])]
     frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(1, 4)]
-    frames += [frame(4, [(disc(30, 30), 2, 0.9), (disc(120, 80), 2, 0.9)])]  # the class flips: a new object
-    tracker, ids = run(frames)
+    frames += [frame(4, [(disc(30, 30), 2, 0.9), (disc(120, 80), 2, 0.9)])]  # the model calls object 1 a "2" once
+    tracker = Tracker()
+    out = [tracker.update(f) for f in frames]
+    ids = [o.track_ids.tolist() for o in out]
     assert ids[0] == [1] and ids[1] == [1, -1] and ids[2] == [1, 2] and ids[3] == [1, 2]
-    assert ids[4][1] == 2 and ids[4][0] != 1
+    assert ids[4] == [1, 2] and out[4].class_ids.tolist() == [1, 2]  # same object, reported by its voted class
+    assert tracker.confirmed_ids == {1: 1, 2: 2}  # counted once, as what it mostly was
+
+
+def test_a_track_takes_the_class_its_detections_mostly_give():
+    frames = [frame(i, [(disc(30 + i, 30), 1 if i < 3 else 3, 0.9)]) for i in range(10)]
+    tracker = Tracker()
+    classes = [tracker.update(f).class_ids.tolist() for f in frames]
+    assert classes[3] == [1] and classes[-1] == [3]
+    assert tracker.confirmed_ids == {1: 3}
+
+
+def test_a_far_object_of_another_class_is_a_new_track():
+    frames = [frame(i, [(disc(30, 30), 1, 0.9)]) for i in range(3)]
+    frames += [frame(3, [(disc(150, 90), 2, 0.9)]), frame(4, [(disc(150, 90), 2, 0.9)])]
+    ids = run(frames)[1]
+    assert ids[0] == [1] and ids[4] == [2]
 
 
 def test_kalman_filter_learns_a_constant_velocity():
