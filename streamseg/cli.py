@@ -195,8 +195,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same clip."),
     objects: int = typer.Option(6, "--objects", help="Objects on screen at a time."),
     fps: float = typer.Option(30.0, "--fps", help="Frame rate."),
+    scenario: str = typer.Option("random", "--scenario", help="How objects move: random, crossing, occlusion, crowd or enter-exit."),
 ) -> None:
-    """Render a synthetic clip of moving shapes and its ground truth in the frames.jsonl schema."""
+    """Render a synthetic clip of moving shapes, its ground truth in the frames.jsonl schema, and true counts."""
     from .errors import InputError
     from .synth import write_clip
 
@@ -206,8 +207,8 @@ def synth(
         raise InputError(f"--size must look like 640x360, got '{size}'") from None
     if width < 16 or height < 16 or frames < 1 or objects < 0 or fps <= 0:
         raise InputError("--size must be at least 16x16, --frames at least 1, --objects not negative, --fps positive")
-    gt = write_clip(out, frames, width, height, seed, objects, fps)
-    console.print(f"wrote {out} and {gt}")
+    gt = write_clip(out, frames, width, height, seed, objects, fps, scenario)
+    console.print(f"wrote {out}, {gt} and {gt.with_name(out.stem + '.gt.summary.json')}")
 
 
 @app.command()

@@ -1,5 +1,9 @@
-import numpy as np
+import json
 
+import numpy as np
+import pytest
+
+from streamseg.errors import InputError
 from streamseg.formats import read_records, record_to_instances
 from streamseg.sources import open_source
 from streamseg.synth import CLASS_NAMES, MAX_SIZE, MIN_VISIBLE_AREA, World, random_scene, write_clip
@@ -76,3 +80,52 @@ def test_write_clip_writes_video_and_matching_gt(tmp_path):
     world_gt = _frames(1, n=12, width=160, height=96, objects=3)
     for record, (_, gt) in zip(records, world_gt):
         assert np.array_equal(record_to_instances(record).masks, gt.masks)
+
+
+def _centroids_by_id(frames):
+    """track id -> [(frame index, cx, cy)] over the visible frames."""
+    seen = {}
+    for index, (_, gt) in enumerate(frames):
+        for track_id, mask in zip(gt.track_ids.tolist(), gt.masks):
+            ys, xs = np.nonzero(mask)
+            seen.setdefault(track_id, []).append((index, xs.mean(), ys.mean()))
+    return seen
+
+
+def test_occlusion_hides_objects_and_they_come_back_with_their_id():
+    frames = _frames(5, n=120, scenario="occlusion")
+    pillar = max(frames[0][1].track_ids.tolist())  # painted last, so spawned last at the start
+    assert all(pillar in gt.track_ids for _, gt in frames)
+    gaps = [b[0] - a[0] for path in _centroids_by_id(frames).values() for a, b in zip(path, path[1:])]
+    assert max(gaps) >= 10  # someone vanished behind the pillar for at least ten frames and reappeared
+
+
+def test_enter_exit_moves_everyone_rightwards_and_crossing_shares_lanes():
+    for path in _centroids_by_id(_frames(6, n=40, scenario="enter-exit")).values():
+        xs = [x for _, x, _ in path]
+        assert len(xs) < 5 or xs[-1] > xs[0]
+    lanes = {round(y / 360, 1) for path in _centroids_by_id(_frames(6, n=10, scenario="crossing")).values()
+             for _, _, y in path}
+    assert lanes <= {0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8}
+
+
+def test_crowd_keeps_everyone_in_the_frame():
+    frames = _frames(7, n=200, width=320, height=180, objects=12, scenario="crowd")
+    assert max(max(gt.track_ids) for _, gt in frames) <= 12  # nobody left, so nobody new was spawned
+
+
+def test_clip_summary_holds_the_true_counts(tmp_path):
+    gt_path = write_clip(tmp_path / "c.mp4", frames=90, width=320, height=180, seed=8, scenario="enter-exit")
+    summary = json.loads((tmp_path / "c.gt.summary.json").read_text())
+    truth = {}
+    for record in read_records(gt_path):
+        for o in record["instances"]:
+            truth.setdefault(o["label"], set()).add(o["id"])
+    assert summary["counts"]["unique"] == {label: len(ids) for label, ids in sorted(truth.items())}
+    assert summary["line"] == "160,0,160,180:centre" and set(summary["counts"]["lines"]["centre"]) == {"in", "out"}
+    assert summary["counts"]["lines"]["centre"]["in"] == {}  # everyone moves left to right: only "out"
+
+
+def test_unknown_scenario_is_an_input_error():
+    with pytest.raises(InputError, match="unknown scenario"):
+        World(scenario="stampede")
