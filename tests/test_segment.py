@@ -59,7 +59,8 @@ def test_segment_end_to_end(tmp_path, synth_clip, tiny_checkpoint):
     assert summary["complete"] is True
     assert summary["source"]["codec"] == "h264" and summary["source"]["width"] == 320
     assert summary["run"]["frames_decoded"] == summary["run"]["frames_inferred"] == 40
-    assert set(summary["run"]["stage_seconds"]) == {"decode", "infer", "postprocess", "render", "encode", "write"}
+    assert set(summary["run"]["stage_seconds"]) == {"decode", "infer", "postprocess", "track", "count", "render",
+                                                        "encode", "write"}
     assert sum(summary["detections"].values()) == sum(len(r["instances"]) for r in records)
     assert summary["model"]["score_threshold"] == 0.05
 

@@ -10,7 +10,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -121,20 +120,3 @@ def build_compact(num_classes: int, config: dict | None = None) -> MaskRCNN:
         mask_head=MaskRCNNHeads(channels, cfg["mask_head"], 1),
         mask_predictor=MaskRCNNPredictor(cfg["mask_head"][-1], cfg["mask_head"][-1], num_classes),
     )
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a conv in a Sequential into that conv (inference only).
-
-    Saves a full pass over each feature map per conv; results equal the unfolded model's up to
-    float rounding. The module must be in eval mode (running statistics are what gets folded).
-    """
-    for child in module.modules():
-        if not isinstance(child, nn.Sequential):
-            continue
-        for i in range(len(child) - 1):
-            conv, norm = child[i], child[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                child[i] = fuse_conv_bn_eval(conv, norm)
-                child[i + 1] = nn.Identity()
-    return module
