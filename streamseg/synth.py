@@ -77,9 +77,16 @@ class Shape:
         self.y += self.vy
         self.angle = (self.angle + self.spin) % 360.0
 
-    def outside(self, height: int, width: int) -> bool:
+    def gone(self, height: int, width: int) -> bool:
+        """Wholly beyond an edge and moving further out. A shape that enters starts beyond an edge too,
+        but heading in: it must be given the frames to arrive, not be replaced at once."""
         r = self.size / 2
-        return self.x + r < 0 or self.y + r < 0 or self.x - r > width or self.y - r > height
+        return (
+            (self.x + r < 0 and self.vx <= 0)
+            or (self.y + r < 0 and self.vy <= 0)
+            or (self.x - r > width and self.vx >= 0)
+            or (self.y - r > height and self.vy >= 0)
+        )
 
 
 def _random_triangle(rng: np.random.Generator) -> np.ndarray:
@@ -308,7 +315,7 @@ class World:
                         shape.vx = -shape.vx
                     if not 0 <= shape.y <= self.height:
                         shape.vy = -shape.vy
-            self.shapes = [s if not s.outside(self.height, self.width) else self._spawn(inside=False) for s in self.shapes]
+            self.shapes = [s if not s.gone(self.height, self.width) else self._spawn(inside=False) for s in self.shapes]
             index += 1
 
 

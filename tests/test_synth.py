@@ -129,3 +129,15 @@ def test_clip_summary_holds_the_true_counts(tmp_path):
 def test_unknown_scenario_is_an_input_error():
     with pytest.raises(InputError, match="unknown scenario"):
         World(scenario="stampede")
+
+
+def test_objects_that_leave_are_replaced_by_ones_that_come_in_of_every_size():
+    world = World(width=320, height=180, objects=4, seed=3)
+    frames = [f for _, f in zip(range(300), world)]
+    visible = _centroids_by_id(frames)
+    newcomers = [track_id for track_id, path in visible.items() if track_id > 4 and len(path) >= 10]
+    assert len(newcomers) >= 3, {k: len(v) for k, v in visible.items()}
+    sizes = {s.track_id: s.size for s in world.shapes}
+    # Entering shapes start beyond an edge: they must get in whatever their size, not only the largest.
+    assert world.next_id < 40  # not thousands of shapes replaced before they could arrive
+    assert min(sizes.values()) < 60
