@@ -59,7 +59,7 @@ def test_foreign_files_are_refused(tmp_path):
 def test_unknown_model_and_device():
     with pytest.raises(ModelError, match="unknown model 'nosuchmodel'"):
         load_model("nosuchmodel")
-    with pytest.raises(ModelError, match="no such checkpoint"):
+    with pytest.raises(ModelError, match="no such streamseg checkpoint"):
         load_model("missing/model.pt")
     with pytest.raises(ModelError, match="unknown device"):
         load_model("shapes", device="tpu")

@@ -54,17 +54,24 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read and validate a streamseg checkpoint; anything else is a :class:`ModelError`."""
+def read_tensors_file(path: str | Path, kind: str) -> object:
+    """What ``torch.load(weights_only=True)`` finds in ``path``; a missing or unreadable file is a
+    :class:`ModelError` naming ``kind`` ("streamseg checkpoint", "weights file")."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint file")
+        raise ModelError(f"{path}: no such {kind}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways (even KeyError) on foreign bytes
         # weights_only refuses pickled code: a file that needs it is not ours and is not trusted.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ModelError(f"{path}: not a loadable streamseg checkpoint ({reason[:160]})") from None
+        raise ModelError(f"{path}: not a loadable {kind} ({reason[:160]})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and validate a streamseg checkpoint; anything else is a :class:`ModelError`."""
+    path = Path(path)
+    payload = read_tensors_file(path, "streamseg checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path}: not a streamseg checkpoint (no '{FORMAT}' format tag)")
     if payload.get("version", 0) > VERSION:

@@ -18,7 +18,7 @@ import torchvision
 from torchvision.models.detection import MaskRCNN
 
 from ..errors import ModelError
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, read_tensors_file
 from .compact import DEFAULT_CONFIG, build_compact
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
@@ -81,13 +81,7 @@ def build_architecture(architecture: str, num_classes: int, config: dict | None 
 
 def _read_state_dict(path: str | Path) -> dict:
     """A state dict from a local file: a streamseg checkpoint or a bare torchvision state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such weights file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise ModelError(f"{path}: not a loadable weights file ({exc.__class__.__name__})") from None
+    payload = read_tensors_file(path, "weights file")
     if isinstance(payload, dict) and "state_dict" in payload:
         payload = payload["state_dict"]
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
