@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -326,5 +327,11 @@ def export_tracks(
     print(export(frames, fmt, out))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # A service manager's stop (SIGTERM) ends a run like Ctrl-C does: outputs finalized, summary written.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     app(prog_name="streamseg")
