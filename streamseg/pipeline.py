@@ -33,7 +33,7 @@ from .instances import Frame, Instances
 from .models.registry import LoadedModel, load_model
 from .render import OverlayRenderer
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
-from .sources import VideoSource, open_source
+from .sources import FrameSource, open_source
 from .stages import Stage, Stages
 from .track import Tracker
 
@@ -162,7 +162,7 @@ class Segmenter:
         self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
 
-    def run(self, source: str | VideoSource, out: str | Path | None = None, overwrite: bool = False) -> Run:
+    def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False) -> Run:
         return Run(self, source, Path(out) if out is not None else None, overwrite)
 
 
@@ -173,11 +173,11 @@ class Run:
     ``summary.json`` (atomically; ``"complete": false`` with the reason if the run was cut short).
     """
 
-    def __init__(self, segmenter: Segmenter, source: str | VideoSource, out: Path | None, overwrite: bool):
+    def __init__(self, segmenter: Segmenter, source: str | os.PathLike | FrameSource, out: Path | None, overwrite: bool):
         self.segmenter = segmenter
         config = segmenter.config
         # Open the input before touching the output: a bad source must leave no run directory behind.
-        self.source = source if isinstance(source, VideoSource) else open_source(source, start=config.start)
+        self.source = open_source(source, start=config.start) if isinstance(source, (str, os.PathLike)) else source
         self.out = out
         self.stats = RunStats()
         self.summary: dict | None = None
@@ -340,7 +340,7 @@ class Run:
             raise closing_error
 
 
-def segment(source: str | VideoSource, out: str | Path | None = None, overwrite: bool = False, **settings) -> Run:
+def segment(source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False, **settings) -> Run:
     """Segment ``source``; iterate the returned run for per-frame results.
 
     ``settings`` are :class:`SegmentConfig` fields (``model``, ``score_threshold``, ``stride``, ...)::

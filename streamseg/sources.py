@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 from av.container import InputContainer
@@ -51,6 +52,21 @@ class SourceInfo:
     def to_dict(self) -> dict:
         """JSON-ready: the time base as a "num/den" string."""
         return {**asdict(self), "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}"}
+
+
+class FrameSource(Protocol):
+    """What the pipeline reads: ``info``, frames in order, a count of skipped bad data, ``close()``.
+
+    :class:`VideoSource` is the one for files and streams; tests and simulations bring their own
+    (:class:`streamseg.synth.SyntheticSource`).
+    """
+
+    info: SourceInfo
+    decode_errors: int
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
 
 
 class VideoSource:

@@ -22,8 +22,9 @@ import numpy as np
 from .count import LineZoneCounter, parse_lines
 from .errors import InputError
 from .formats import instances_to_record
-from .instances import Instances
+from .instances import Frame, Instances
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
+from .sources import SourceInfo
 
 CLASS_NAMES = ("__background__", "circle", "rectangle", "triangle")
 MIN_SIZE, MAX_SIZE = 12, 140
@@ -317,6 +318,32 @@ class World:
                         shape.vy = -shape.vy
             self.shapes = [s if not s.gone(self.height, self.width) else self._spawn(inside=False) for s in self.shapes]
             index += 1
+
+
+class SyntheticSource:
+    """A :class:`World` as a pipeline source, frames straight from the painter with no codec between:
+    ``streamseg.segment(SyntheticSource(frames=20_000), ...)`` runs a long stream with nothing on disk.
+    ``frames=None`` never ends. ``truth`` holds the last frame's ground truth."""
+
+    def __init__(self, frames: int | None = 300, width: int = 640, height: int = 360, seed: int = 0, objects: int = 6,
+                 fps: float = 30.0, scenario: str = "random"):
+        self.world = World(width, height, objects, seed, fps, scenario)
+        self.frames, self.decode_errors, self.truth = frames, 0, None
+        rate = Fraction(fps).limit_denominator(1001)
+        self.info = SourceInfo(path=f"synth:{scenario}:{seed}", container="synthetic", codec="rawvideo", width=width,
+                               height=height, fps=float(rate), frame_count=frames,
+                               duration=None if frames is None else frames / float(rate), time_base=1 / rate,
+                               live=frames is None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, (image, gt) in enumerate(self.world):
+            if self.frames is not None and index >= self.frames:
+                return
+            self.truth = gt
+            yield Frame(index, gt.time, image, pts=index, time_base=self.info.time_base)
+
+    def close(self) -> None:
+        pass  # nothing open: frames are painted on demand
 
 
 def write_clip(
