@@ -7,6 +7,7 @@ known length, so live sources can reuse :class:`VideoSource` once they have thei
 from __future__ import annotations
 
 import heapq
+import io
 import math
 import os
 from collections import deque
@@ -85,7 +86,7 @@ class VideoSource:
         if not start >= 0:
             raise InputError(f"{self.spec}: start must be a non-negative number of seconds, got {start}")
         self.decode_errors = 0
-        self._container = _open_container(self.spec)
+        self._container, self._file = _open_container(self.spec)
         try:
             self._stream = _video_stream(self._container, self.spec)
             # Frame threads (several frames decoded at once) are what speed up the decoders of most formats.
@@ -102,7 +103,7 @@ class VideoSource:
                 raise InputError(f"{self.spec}: no decodable video frames{after}")
             self.info = _describe(self.spec, self._container, self._stream, time_base, self._first)
         except BaseException:
-            self._container.close()
+            self.close()
             raise
 
     def __iter__(self) -> Iterator[Frame]:
@@ -112,8 +113,11 @@ class VideoSource:
         yield from self._frames
 
     def close(self) -> None:
-        self._frames.close()
+        if hasattr(self, "_frames"):
+            self._frames.close()
         self._container.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> VideoSource:
         return self
@@ -151,8 +155,11 @@ class VideoSource:
         while True:
             try:
                 packet = next(packets, None)
-            except av.error.FFmpegError as exc:  # the file itself cannot be read on (demuxers resync over damage)
-                raise InputError(f"{self.spec}: read error ({_reason(exc)})") from None
+            except av.error.FFmpegError:
+                # The file cannot be read on (demuxers resync over damage, so this is a file cut short):
+                # what came before stands, the rest is counted as lost. With no frame at all, opening fails.
+                self.decode_errors += 1
+                return
             if packet is None:
                 return
             try:
@@ -217,7 +224,31 @@ def open_source(spec: str | os.PathLike, *, start: float = 0.0) -> VideoSource:
     return VideoSource(spec, start=start)
 
 
-def _open_container(spec: str) -> InputContainer:
+class _SequentialFile(io.RawIOBase):
+    """A file read front to back, never seeking, as FFmpeg reads a pipe.
+
+    A fragmented MP4 cut off inside a fragment (a recording whose writer crashed) cannot be opened
+    seekable: the demuxer indexes every fragment up front and stops at the broken one. Read in
+    order, it gives every frame before the cut.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close(), with the source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._file.readinto(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
+    """The opened container, and the file object it reads when it had to be read sequentially."""
     if "://" not in spec:  # a local path: name the common mistakes more plainly than FFmpeg would
         path = Path(spec)
         if not path.exists():
@@ -227,7 +258,16 @@ def _open_container(spec: str) -> InputContainer:
         if path.stat().st_size == 0:
             raise InputError(f"{spec}: empty file (0 bytes)")
     try:
-        return av.open(spec, "r")
+        return av.open(spec, "r"), None
+    except av.error.InvalidDataError as exc:
+        if "://" in spec:
+            raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
+        sequential = _SequentialFile(spec)
+        try:
+            return av.open(sequential, "r"), sequential
+        except (av.error.FFmpegError, OSError):
+            sequential.close()
+            raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
 
@@ -239,7 +279,7 @@ def _video_stream(container: InputContainer, spec: str) -> VideoStream:
         found = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
         raise InputError(f"{spec}: no video stream (found: {found})")
     if videos[0].codec_context is None:
-        raise InputError(f"{spec}: no decoder for its video codec")
+        raise InputError(f"{spec}: no decoder for its video codec, or its header is cut short")
     return videos[0]
 
 

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from streamseg.errors import InputError
+from streamseg.sinks import VideoWriter
 from streamseg.sources import SourceInfo, VideoSource, open_source
 
 from .helpers_video import (
     HEIGHT,
     WIDTH,
     index_of,
+    picture,
     real_clip,
     write_audio,
     write_avi,
@@ -218,3 +220,35 @@ def test_tree_avi_yields_the_frames_ffmpeg_decodes(tmp_path):
     assert 0 < len(frames) < source.info.frame_count  # FFmpeg's cinepak decoder returns only some of them
     assert all(a.time < b.time for a, b in zip(frames, frames[1:]))
     assert frames[0].image.shape == (240, 320, 3)
+
+
+def _cut(path, fraction):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def _fragmented(path, count=300):
+    """Written the way overlay.mp4 is: fragmented MP4, a keyframe (and fragment) every 2 s."""
+    with VideoWriter(path, WIDTH, HEIGHT, Fraction(1, 30), 30) as writer:
+        for index in range(count):
+            writer.write(picture(index % 256), index, index / 30)
+    return path
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.75, 0.95])
+def test_a_fragmented_mp4_cut_anywhere_gives_every_frame_before_the_cut(tmp_path, fraction):
+    # A crashed recording: cut inside a fragment, FFmpeg cannot open it seekable, so it is read as a pipe.
+    path = _cut(_fragmented(tmp_path / "cut.mp4"), fraction)
+    source, frames = read_all(path)
+    assert len(frames) >= 0.5 * fraction * 300
+    assert [index_of(f.image) for f in frames] == [i % 256 for i in range(len(frames))]
+    assert all(a.time < b.time for a, b in zip(frames, frames[1:]))
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_an_mp4_cut_before_its_index_is_one_clear_input_error(tmp_path, fraction):
+    path = _cut(write_mp4(tmp_path / "cut.mp4", range(90), Fraction(1, 30), 30), fraction)  # index at the end
+    with pytest.raises(InputError, match="not a video FFmpeg can open") as caught:
+        open_source(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
