@@ -6,7 +6,7 @@ import pytest
 from streamseg.errors import InputError
 from streamseg.formats import read_records, record_to_instances
 from streamseg.sources import open_source
-from streamseg.synth import CLASS_NAMES, MAX_SIZE, MIN_VISIBLE_AREA, World, random_scene, write_clip
+from streamseg.synth import CLASS_NAMES, MAX_SIZE, MIN_VISIBLE_AREA, SyntheticSource, World, random_scene, write_clip
 
 
 def _frames(seed, n=5, **kw):
@@ -141,3 +141,13 @@ def test_objects_that_leave_are_replaced_by_ones_that_come_in_of_every_size():
     # Entering shapes start beyond an edge: they must get in whatever their size, not only the largest.
     assert world.next_id < 40  # not thousands of shapes replaced before they could arrive
     assert min(sizes.values()) < 60
+
+
+def test_synthetic_source_is_the_world_as_a_pipeline_source():
+    source = SyntheticSource(frames=5, width=160, height=96, seed=4)
+    frames = list(source)
+    world = _frames(4, n=5, width=160, height=96)
+    assert [f.index for f in frames] == list(range(5)) and source.info.frame_count == 5
+    assert all(np.array_equal(f.image, image) for f, (image, _) in zip(frames, world))
+    assert np.array_equal(source.truth.track_ids, world[-1][1].track_ids)
+    assert frames[3].time == pytest.approx(3 / 30) and source.info.to_dict()["time_base"] == "1/30"
