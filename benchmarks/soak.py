@@ -53,7 +53,7 @@ def soak(frames: int, model: str = "shapes", width: int = 320, height: int = 180
         "rss_growth_mb": round(samples[-1][1] - after_warmup, 1),
         "thread_counts_after_warmup": sorted(threads),
         "most_live_tracks": most_tracks,
-        "tracks_ever_confirmed": len(run.tracker.confirmed_ids),
+        "objects_counted": len(run.tracker.counted_ids),
     }
 
 

@@ -332,7 +332,7 @@ class Run:
         }
         if self.tracker is not None:
             names = self.segmenter.model.class_names
-            unique = Counter(names[c] for c in self.tracker.confirmed_ids.values())
+            unique = Counter(names[c] for c in self.tracker.counted_ids.values())
             self.summary["counts"] = {"unique": dict(sorted(unique.items())), **self.counter.totals()}
         if self.out is not None:
             write_json_atomic(self.out / "summary.json", self.summary)

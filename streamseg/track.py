@@ -29,6 +29,7 @@ class TrackerConfig:
     mask_weight: float = 0.6
     low_min_iou: float = 0.4  # second stage (weak detections): box IoU with the predicted box
     confirm_hits: int = 2  # matches before a new track gets an id
+    count_hits: int = 8  # frames a track must be seen in to count as an object (flickers are not objects)
     lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
     reacquire_distance: float = 1.0  # a lost track is re-found within this many of its box sizes
     other_class_weight: float = 0.6  # similarity factor for a detection of another class than the track's
@@ -102,7 +103,7 @@ class Tracker:
         self.next_id = 1
         self.frame_interval: float | None = None  # the shortest gap seen between frames: one "step"
         self.last_time: float | None = None
-        self.confirmed_ids: dict[int, int] = {}  # track id -> class id, every track ever confirmed
+        self.counted_ids: dict[int, int] = {}  # track id -> class id, every track seen in count_hits frames
 
     def update(self, found: Instances) -> Instances:
         """``found`` with ``track_ids`` filled (-1 for detections without a confirmed track)."""
@@ -182,7 +183,6 @@ class Tracker:
     def _confirm(self, track: Track) -> None:
         track.id = self.next_id
         self.next_id += 1
-        self.confirmed_ids[track.id] = track.class_id
 
     def _absorb(self, track: Track, found: Instances, index: int, now: float) -> None:
         box = found.boxes[index]
@@ -194,8 +194,8 @@ class Tracker:
         track.vote(int(found.class_ids[index]), track.score)
         if not track.confirmed and track.hits >= self.config.confirm_hits:
             self._confirm(track)
-        elif track.confirmed:
-            self.confirmed_ids[track.id] = track.class_id
+        if track.confirmed and track.hits >= self.config.count_hits:
+            self.counted_ids[track.id] = track.class_id  # updated while it lives: the class may still be outvoted
 
 
 def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, similarity, threshold: float,

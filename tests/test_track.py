@@ -60,7 +60,7 @@ def test_an_object_hidden_for_frames_gets_its_id_back():
     tracker, ids = run(frames)
     assert ids[0] == [1] and ids[14] == [1]
     assert ids[25] == [1] and ids[39] == [1]
-    assert list(tracker.confirmed_ids) == [1]
+    assert list(tracker.counted_ids) == [1]
 
 
 def test_lost_tracks_expire_by_time_not_frames():
@@ -80,19 +80,28 @@ def test_weak_detections_keep_a_track_but_never_start_one():
     frames[3] = frame(3, [(disc(39, 60), 1, 0.9), (disc(150, 30), 2, 0.3)])  # a weak stray elsewhere
     tracker, ids = run(frames)
     assert all(frame_ids[0] == 1 for frame_ids in ids)
-    assert ids[3][1] == -1 and list(tracker.confirmed_ids) == [1]
+    assert ids[3][1] == -1 and list(tracker.counted_ids) == [1]
 
 
 def test_a_new_object_needs_confirmation_and_a_class_flicker_keeps_its_track():
     frames = [frame(0, [(disc(30, 30), 1, 0.9)])]
     frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(1, 4)]
     frames += [frame(4, [(disc(30, 30), 2, 0.9), (disc(120, 80), 2, 0.9)])]  # the model calls object 1 a "2" once
+    frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(5, 10)]
     tracker = Tracker()
     out = [tracker.update(f) for f in frames]
     ids = [o.track_ids.tolist() for o in out]
     assert ids[0] == [1] and ids[1] == [1, -1] and ids[2] == [1, 2] and ids[3] == [1, 2]
     assert ids[4] == [1, 2] and out[4].class_ids.tolist() == [1, 2]  # same object, reported by its voted class
-    assert tracker.confirmed_ids == {1: 1, 2: 2}  # counted once, as what it mostly was
+    assert tracker.counted_ids == {1: 1, 2: 2}  # counted once, as what it mostly was
+
+
+def test_a_short_lived_track_has_an_id_but_is_not_counted_as_an_object():
+    frames = [frame(i, [(disc(30 + i, 30), 1, 0.9)] + ([(disc(150, 90), 3, 0.9)] if 2 <= i < 6 else []))
+              for i in range(12)]
+    tracker, ids = run(frames)
+    assert ids[5] == [1, 2]  # four frames: confirmed, so it carries an id while it lasts
+    assert tracker.counted_ids == {1: 1}  # but a four-frame flicker is not an object
 
 
 def test_a_track_takes_the_class_its_detections_mostly_give():
@@ -100,7 +109,7 @@ def test_a_track_takes_the_class_its_detections_mostly_give():
     tracker = Tracker()
     classes = [tracker.update(f).class_ids.tolist() for f in frames]
     assert classes[3] == [1] and classes[-1] == [3]
-    assert tracker.confirmed_ids == {1: 3}
+    assert tracker.counted_ids == {1: 3}
 
 
 def test_a_far_object_of_another_class_is_a_new_track():
