@@ -113,6 +113,7 @@ def segment(
     track: Optional[bool] = typer.Option(None, "--track/--no-track", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
     line: Optional[list[str]] = typer.Option(None, "--line", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),
     zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,...[:name] (pixels; repeatable)."),
+    trail: Optional[int] = typer.Option(None, "--trail", help="Frames of each track's path drawn on the overlay; 0 for none (default: 30)."),
     zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
     export_formats: Optional[list[str]] = typer.Option(None, "--export", help="Also write the tracks as mot, mots or ytvis (repeatable) into --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
@@ -145,6 +146,7 @@ def segment(
         lines=line or None,
         zones=zone or None,
         zone_overlap=zone_overlap,
+        trail=trail,
     )
     out = out or Path("runs") / Path(source).stem
     unknown = sorted(set(export_formats or []) - set(EXPORT_FORMATS))

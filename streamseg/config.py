@@ -43,6 +43,7 @@ class SegmentConfig:
     lines: list[str] | None = None  # counting lines, "x1,y1,x2,y2[:name]" each
     zones: list[str] | None = None  # counting zones, "x1,y1,x2,y2,x3,y3,...[:name]" each
     zone_overlap: float = 0.5  # fraction of a mask inside a zone for the object to count as in it
+    trail: int = 30  # inferred frames of each track's path drawn on the overlay (0: none)
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold"):
@@ -62,6 +63,8 @@ class SegmentConfig:
             raise InputError(f"batch must be between 1 and 64, got {self.batch}")
         if not 1 <= self.streams <= 8:
             raise InputError(f"streams must be between 1 and 8, got {self.streams}")
+        if not 0 <= self.trail <= 1000:
+            raise InputError(f"trail must be between 0 and 1000 frames, got {self.trail}")
         if not 0.0 < self.zone_overlap <= 1.0:
             raise InputError(f"zone_overlap must be above 0 and at most 1, got {self.zone_overlap}")
         if (self.lines or self.zones) and not self.track:
@@ -91,6 +94,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "lines": (list,),
     "zones": (list,),
     "zone_overlap": (float, int),
+    "trail": (int,),
 }
 
 

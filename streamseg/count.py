@@ -141,7 +141,7 @@ class LineZoneCounter:
         labels = [self.class_names[c] for c in instances.class_ids]
         events: list[dict] = []
         if self.lines:
-            centroids = _centroids(instances.masks)
+            centroids = instances.centroids
             for line in self.lines:
                 events += self._cross(line, centroids, ids, labels)
         occupancy = {}
@@ -230,13 +230,3 @@ class LineZoneCounter:
             "zones": {name: s.current for name, s in self._zones.items()},
         }
 
-
-def _centroids(masks: np.ndarray) -> np.ndarray:
-    """(N, 2) x, y mask centroids in pixel-centre coordinates; NaN for empty masks."""
-    if len(masks) == 0:
-        return np.zeros((0, 2))
-    height, width = masks.shape[1:]
-    area = masks.sum(axis=(1, 2)).astype(np.float64)
-    xs = (masks.sum(axis=1) @ (np.arange(width) + 0.5)) / np.where(area > 0, area, np.nan)
-    ys = (masks.sum(axis=2) @ (np.arange(height) + 0.5)) / np.where(area > 0, area, np.nan)
-    return np.stack([xs, ys], axis=1)

@@ -78,6 +78,17 @@ class Instances:
     def areas(self) -> np.ndarray:
         return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
+    @property
+    def centroids(self) -> np.ndarray:
+        """(N, 2) x, y of each mask's centre of mass, in pixel-centre coordinates; NaN for an empty mask."""
+        if len(self) == 0:
+            return np.zeros((0, 2))
+        area = self.masks.sum(axis=(1, 2)).astype(np.float64)
+        area[area == 0] = np.nan
+        xs = self.masks.sum(axis=1) @ (np.arange(self.width) + 0.5) / area
+        ys = self.masks.sum(axis=2) @ (np.arange(self.height) + 0.5) / area
+        return np.stack([xs, ys], axis=1)
+
     @classmethod
     def empty(cls, height: int, width: int, frame_index: int = 0, time: float = 0.0) -> Instances:
         return cls(

@@ -57,6 +57,7 @@ class FrameResult:
     record: dict | None = None  # the JSONL record, for inferred frames
     overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
     tally: dict | None = None  # line and zone counters as they stand at this frame (for the overlay)
+    trails: dict[int, list] | None = None  # recent mask centroids of the tracks in view (for the overlay)
     decoded_at: float = 0.0  # perf_counter() when the frame left the decoder
 
 
@@ -186,6 +187,8 @@ class Run:
         self.counter = LineZoneCounter(parse_lines(config.lines or []), parse_zones(config.zones or []),
                                        segmenter.model.class_names, min_overlap=config.zone_overlap)
         self._tally: dict | None = None
+        self._paths: dict[int, deque] = {}  # track id -> its last ``trail`` centroids
+        self._trails: dict[int, list] | None = None
         self.video: VideoWriter | None = None
         self.jsonl: JsonlWriter | None = None
         if out is not None:
@@ -247,16 +250,33 @@ class Run:
                         with stats.timed("count"):
                             record["counts"], record["events"] = self.counter.update(self._latest)
                             self._tally = self.counter.state()
+                    if self.tracker is not None and segmenter.config.trail:
+                        self._trails = self._follow(self._latest)
                 batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
-                                                 decoded_at=batch.decoded_at))
+                                                 trails=self._trails, decoded_at=batch.decoded_at))
         batch.raws = []  # device memory goes back as soon as it is read
         return batch
+
+    def _follow(self, instances: Instances) -> dict[int, list]:
+        """Extend each visible track's path; forget the paths of tracks the tracker has dropped."""
+        length = self.segmenter.config.trail
+        visible = {}
+        for track_id, centroid in zip(instances.track_ids.tolist(), instances.centroids):
+            if track_id >= 0 and not np.isnan(centroid[0]):
+                path = self._paths.setdefault(track_id, deque(maxlen=length))
+                path.append(tuple(centroid))
+                visible[track_id] = list(path)
+        alive = {track.id for track in self.tracker.tracks}
+        self._paths = {k: v for k, v in self._paths.items() if k in alive}
+        return visible
 
     def _render(self, batch: _Batch) -> _Batch:
         if self.video is not None:
             with self.stats.timed("render"):
                 for result in batch.results:
                     result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
+                    if result.trails:
+                        self.segmenter.renderer.draw_trails(result.overlay, result.trails)
                     if self.counter:
                         self.segmenter.renderer.draw_counting(result.overlay, self.counter.lines, self.counter.zones,
                                                               result.tally)

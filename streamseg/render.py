@@ -96,6 +96,13 @@ class OverlayRenderer:
                 self._draw_label(canvas, self._label(instances, i), (x0, y0, x1, y1), colors[i], font_scale)
         return canvas
 
+    def draw_trails(self, canvas: np.ndarray, trails: dict[int, list]) -> None:
+        """Draw each track's recent path (mask centroids, oldest first) in its colour, in place."""
+        for track_id, points in trails.items():
+            if len(points) > 1:
+                pixels = np.round(np.array(points) * 16).astype(np.int32)
+                cv2.polylines(canvas, [pixels], False, color_for(track_id), max(1, self.thickness - 1), cv2.LINE_AA, 4)
+
     def draw_counting(self, canvas: np.ndarray, lines: Sequence[Line], zones: Sequence[Zone], tally: dict | None) -> None:
         """Draw counting lines (with an arrow pointing to the ``in`` side) and zones, with their counts, in place."""
         tally = tally or {"lines": {}, "zones": {}}

@@ -121,3 +121,18 @@ def test_lines_and_zones_count_the_true_objects_of_a_clip(tmp_path, synth_clip, 
     assert records[-1]["counts"]["lines"] == summary["counts"]["lines"]
     entered = Counter(e["label"] for r in records for e in r["events"] if e["direction"] == "enter")
     assert summary["counts"]["zones"]["left"]["enter"] == dict(entered) and sum(entered.values()) > 0
+
+
+def test_trails_follow_each_visible_track_for_the_configured_length(tmp_path, synth_clip, tiny_checkpoint):
+    truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
+    segmenter = _segmenter(tiny_checkpoint, trail=5, max_frames=20)
+    segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+    results = list(segmenter.run(str(synth_clip)))
+    last = results[-1]
+    assert last.trails and all(len(points) <= 5 for points in last.trails.values())
+    ids = [i for i in last.instances.track_ids.tolist() if i >= 0]
+    assert sorted(last.trails) == sorted(ids)  # only tracks in view
+    for track_id, centroid in zip(last.instances.track_ids.tolist(), last.instances.centroids):
+        if track_id >= 0:
+            assert last.trails[track_id][-1] == pytest.approx(tuple(centroid))
+    assert all(r.trails is None for r in _segmenter(tiny_checkpoint, trail=0, max_frames=3).run(str(synth_clip)))

@@ -172,3 +172,12 @@ def test_counting_lines_point_to_their_in_side_and_zones_are_outlined():
     assert lit[60:70, 80:98].any() and not lit[60:70, 103:120].any()  # the arrow, on the in side only
     assert lit[80:100, 150].all() and not lit[75:95, 160:180].any()  # zone outline, hollow inside
     assert lit[:20].any()  # the counters' tags
+
+
+def test_trails_are_drawn_in_each_tracks_colour():
+    canvas = _image(value=0)
+    OverlayRenderer(NAMES).draw_trails(canvas, {7: [(20.0, 20.0), (60.0, 20.0), (60.0, 80.0)], 8: [(150.0, 50.0)]})
+    color = np.array(color_for(7))
+    assert (np.abs(canvas[20, 30:50].astype(int) - color).sum(axis=1) < 60).all()  # along the first segment
+    assert (np.abs(canvas[40:70, 60].astype(int) - color).sum(axis=1) < 60).all()
+    assert canvas[45:55, 145:155].max() == 0  # a single point is no path

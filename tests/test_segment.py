@@ -197,5 +197,5 @@ def test_help_is_complete():
     for option in ("--model", "--weights", "--device", "--score-threshold", "--mask-threshold", "--classes",
                    "--stride", "--max-frames", "--start", "--inference-size", "--no-video", "--no-json", "--quiet",
                    "--config", "--overwrite", "--out", "--mode", "--batch", "--streams", "--no-track", "--line",
-                   "--zone", "--zone-overlap", "--export"):
+                   "--zone", "--zone-overlap", "--export", "--trail"):
         assert option in seg, option
