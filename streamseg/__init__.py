@@ -7,10 +7,30 @@
 
 __version__ = "0.1.0"
 
-from .config import SegmentConfig  # noqa: E402
-from .errors import InputError, ModelError, OutputError, PipelineError, StreamsegError  # noqa: E402
-from .instances import Frame, Instances  # noqa: E402
-from .pipeline import FrameResult, Segmenter, segment  # noqa: E402
+# Loaded on first use, so that tools needing only a light part (the synthetic world, the formats)
+# do not pay for importing torch.
+_EXPORTS = {
+    "SegmentConfig": "config",
+    "InputError": "errors",
+    "ModelError": "errors",
+    "OutputError": "errors",
+    "PipelineError": "errors",
+    "StreamsegError": "errors",
+    "Frame": "instances",
+    "Instances": "instances",
+    "FrameResult": "pipeline",
+    "Segmenter": "pipeline",
+    "segment": "pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'streamseg' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
 
 __all__ = [
     "Frame",
