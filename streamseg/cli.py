@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
@@ -70,6 +72,11 @@ def main_options(
     """Instance segmentation, tracking and counting for video files and live streams."""
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    # Library warnings (a stream lost and found again) go to stderr beside the progress bar.
+    logger = logging.getLogger("streamseg")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=console, show_path=False, show_time=True))
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -91,8 +98,8 @@ def _progress(quiet: bool) -> Progress:
 @app.command()
 @reported
 def segment(
-    source: str = typer.Argument(..., help="Video file to segment (any container and codec FFmpeg decodes)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source stem>)."),
+    source: str = typer.Argument(..., help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source name>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options; the command line wins."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
@@ -116,14 +123,27 @@ def segment(
     trail: Optional[int] = typer.Option(None, "--trail", help="Frames of each track's path drawn on the overlay; 0 for none (default: 30)."),
     zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
     export_formats: Optional[list[str]] = typer.Option(None, "--export", help="Also write the tracks as mot, mots or ytvis (repeatable) into --out."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (real time for a live source, video time for a file)."),
+    latency: Optional[str] = typer.Option(None, "--latency", help="low: drop stale frames so the output stays current; complete: every frame (default: low for cameras and streams, complete for files)."),
+    reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", help="Reopen a stream that fails or ends, with growing waits (default: on for network streams)."),
+    reconnect_max: Optional[float] = typer.Option(None, "--reconnect-max", help="Most seconds between two reconnection attempts (default: 30)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds a camera or stream may take to open or to send data (default: 10)."),
+    reset_gap: Optional[float] = typer.Option(None, "--reset-gap", help="After an outage this long (seconds), tracking starts afresh with new ids (default: 5)."),
+    camera_size: Optional[str] = typer.Option(None, "--camera-size", help="Frame size to ask of a camera, WIDTHxHEIGHT (default: the camera's)."),
+    camera_fps: Optional[float] = typer.Option(None, "--camera-fps", help="Frame rate to ask of a camera (default: the camera's)."),
+    show: bool = typer.Option(False, "--show", help="Show the overlay in a window as it is made; q or Esc stops the run cleanly."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
 ) -> None:
-    """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json."""
+    """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
+
+    Ctrl-C or SIGTERM (and q in the --show window) end the run cleanly: the video is finished and playable, the JSONL complete and the summary written."""
     from .config import build_config
     from .errors import InputError
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
-    from .pipeline import Segmenter
+    from .capture import redact
+    from .pipeline import Segmenter, run_name
+    from .window import Window
 
     settings = build_config(
         config,
@@ -147,23 +167,28 @@ def segment(
         zones=zone or None,
         zone_overlap=zone_overlap,
         trail=trail,
+        duration=duration,
+        latency=latency,
+        reconnect=reconnect,
+        reconnect_max=reconnect_max,
+        timeout=timeout,
+        reset_gap=reset_gap,
+        camera_size=camera_size,
+        camera_fps=camera_fps,
     )
-    out = out or Path("runs") / Path(source).stem
+    out = out or Path("runs") / run_name(source)
     unknown = sorted(set(export_formats or []) - set(EXPORT_FORMATS))
     if unknown:
         raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
     if export_formats and not settings.json:
         raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
-    run = Segmenter(settings).run(source, out, overwrite)
-    detections = 0
-    with _progress(quiet) as progress:
-        task = progress.add_task("segment", total=run.total_frames, rate="", info="")
-        for result in run:
-            if result.inferred:
-                detections += len(result.instances)
-            elapsed = progress.tasks[task].elapsed or 0
-            rate = f"{progress.tasks[task].completed / elapsed:.1f} fps" if elapsed else ""
-            progress.update(task, advance=1, rate=rate, info=f"{detections} detections")
+    window = Window(f"streamseg: {redact(source)}") if show else None  # no display: fail now, before the model loads
+    try:
+        run = Segmenter(settings).run(source, out, overwrite, keep_overlays=show)
+        _follow(run, window, quiet)
+    finally:
+        if window is not None:
+            window.close()
     if not quiet:
         summary = run.summary
         stats = summary["run"]
@@ -171,6 +196,12 @@ def segment(
             f"[green]done[/green]: {stats['frames_decoded']} frames ({stats['frames_inferred']} inferred) "
             f"in {stats['wall_seconds']:.1f} s, {stats['fps']} fps"
         )
+        live = summary["source"]
+        if live.get("live"):
+            outages = live["outages"]
+            console.print(f"dropped {live['dropped_frames']} frames to stay current ({live['latency']} latency); "
+                          f"{len(outages)} outage{'s' * (len(outages) != 1)}, latency p50/p95 "
+                          f"{stats['latency_ms']['p50']}/{stats['latency_ms']['p95']} ms")
         counts = summary.get("counts", {})
         if "unique" in counts:
             console.print(f"objects: {_per_class(counts['unique'])}")
@@ -183,6 +214,27 @@ def segment(
         for path in [out / name for name in ("overlay.mp4", "frames.jsonl", "summary.json")] + exported:
             if path.exists():
                 console.print(f"  {path}")
+
+
+def _follow(run, window, quiet: bool) -> None:
+    """Consume the run: the progress bar, and the window when there is one."""
+    detections = 0
+    dropped = 0
+    with _progress(quiet) as progress:
+        task = progress.add_task("segment", total=run.total_frames, rate="", info="")
+        for result in run:
+            if result.inferred:
+                detections += len(result.instances)
+            dropped += result.frame.dropped_before
+            elapsed = progress.tasks[task].elapsed or 0
+            rate = f"{progress.tasks[task].completed / elapsed:.1f} fps" if elapsed else ""
+            info = f"{detections} detections" + (f", {dropped} dropped" if dropped else "")
+            progress.update(task, advance=1, rate=rate, info=info)
+            if window is not None:
+                labels = [run.segmenter.model.class_names[c] for c in result.instances.class_ids]
+                status = f"{rate}  " + ", ".join(f"{labels.count(n)} {n}" for n in sorted(set(labels)))
+                if not window.show(result.overlay, status):
+                    run.stop("q pressed in the window")
 
 
 def _per_class(counts: dict[str, int]) -> str:

@@ -11,6 +11,7 @@ Unknown keys and values of the wrong type or range are errors: a typo must not b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ class SegmentConfig:
     zones: list[str] | None = None  # counting zones, "x1,y1,x2,y2,x3,y3,...[:name]" each
     zone_overlap: float = 0.5  # fraction of a mask inside a zone for the object to count as in it
     trail: int = 30  # inferred frames of each track's path drawn on the overlay (0: none)
+    duration: float | None = None  # seconds to run: of real time for a live source, of video for a file
+    latency: str | None = None  # "low" (drop stale frames) or "complete" [default: low live, complete for files]
+    reconnect: bool | None = None  # reopen a live source that fails or ends [default: on for network streams]
+    reconnect_max: float = 30.0  # most seconds between two reconnection attempts
+    timeout: float = 10.0  # seconds a live source may take to open or to deliver data
+    reset_gap: float = 5.0  # after an outage this long (seconds), tracking starts afresh with new ids
+    camera_size: str | None = None  # "WIDTHxHEIGHT" asked of a camera
+    camera_fps: float | None = None  # frame rate asked of a camera
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold"):
@@ -67,11 +76,29 @@ class SegmentConfig:
             raise InputError(f"trail must be between 0 and 1000 frames, got {self.trail}")
         if not 0.0 < self.zone_overlap <= 1.0:
             raise InputError(f"zone_overlap must be above 0 and at most 1, got {self.zone_overlap}")
+        if self.duration is not None and not self.duration > 0:
+            raise InputError(f"duration must be a positive number of seconds, got {self.duration}")
+        if self.latency not in (None, "low", "complete"):
+            raise InputError(f"latency must be low or complete, got '{self.latency}'")
+        for name in ("reconnect_max", "timeout", "reset_gap"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.camera_fps is not None and not self.camera_fps > 0:
+            raise InputError(f"camera_fps must be positive, got {self.camera_fps}")
+        self.camera_dimensions()  # a malformed size fails here
         if (self.lines or self.zones) and not self.track:
             raise InputError("lines and zones count tracked objects; they need tracking on (drop --no-track)")
         parse_lines(self.lines or [])  # a malformed line or zone fails here, before any work starts
         parse_zones(self.zones or [])
         return self
+
+    def camera_dimensions(self) -> tuple[int, int] | None:
+        if self.camera_size is None:
+            return None
+        match = re.fullmatch(r"(\d+)x(\d+)", self.camera_size.strip().lower())
+        if not match or min(int(match[1]), int(match[2])) < 1:
+            raise InputError(f"camera_size must look like 1280x720, got '{self.camera_size}'")
+        return int(match[1]), int(match[2])
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -95,6 +122,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "zones": (list,),
     "zone_overlap": (float, int),
     "trail": (int,),
+    "duration": (float, int),
+    "latency": (str,),
+    "reconnect": (bool,),
+    "reconnect_max": (float, int),
+    "timeout": (float, int),
+    "reset_gap": (float, int),
+    "camera_size": (str,),
+    "camera_fps": (float, int),
 }
 
 
@@ -129,7 +164,8 @@ def build_config(config_file: str | Path | None = None, **overrides: Any) -> Seg
     """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
     values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
     values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
-    for key in ("score_threshold", "mask_threshold", "start", "zone_overlap"):
+    for key in ("score_threshold", "mask_threshold", "start", "zone_overlap", "duration", "reconnect_max", "timeout",
+                "reset_gap", "camera_fps"):
         if key in values:
             values[key] = float(values[key])
     return SegmentConfig(**values).validate()

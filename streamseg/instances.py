@@ -26,6 +26,12 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     pts: int | None = None
     time_base: Fraction | None = None
+    # Live sources only: when the frame arrived (latency is measured from here, not from when the
+    # pipeline took it), what was dropped before it and what happened to the connection meanwhile.
+    captured_at: float | None = None  # time.perf_counter()
+    wall_time: float | None = None  # seconds since the epoch
+    dropped_before: int = 0
+    events: list[dict] = field(default_factory=list)
 
     @property
     def height(self) -> int:

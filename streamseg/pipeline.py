@@ -12,6 +12,7 @@ steps one after another in the caller's thread: the baseline, and the same outpu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections import Counter, deque
@@ -19,17 +20,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 
 from . import __version__
+from .capture import is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
 from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor, RawDetections
-from .errors import OutputError, PipelineError, StreamsegError
+from .errors import InputError, OutputError, PipelineError, StreamsegError
 from .formats import instances_to_record
 from .instances import Frame, Instances
+from .live import LiveOptions, LiveSource, iso_utc
 from .models.registry import LoadedModel, load_model
 from .render import OverlayRenderer
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
@@ -102,6 +106,21 @@ class RunStats:
         }
 
 
+def run_name(spec: str | os.PathLike) -> str:
+    """A folder name for a run of ``spec``: the file's stem, ``cam0``, ``stdin``, or a stream's host and path."""
+    spec = os.fspath(spec)
+    if spec == "-":
+        name = "stdin"
+    elif spec.startswith("cam:"):
+        name = "cam" + spec[4:]
+    elif is_live(spec) and "://" in spec:
+        parts = urlsplit(spec)
+        name = "-".join(p for p in (parts.hostname, Path(parts.path).stem) if p)
+    else:
+        name = Path(spec).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stream"
+
+
 def prepare_output_dir(out: Path, overwrite: bool) -> None:
     """Create ``out`` for a new run; an existing non-empty run is refused unless ``overwrite``."""
     if out.exists() and not out.is_dir():
@@ -163,8 +182,26 @@ class Segmenter:
         self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
 
-    def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False) -> Run:
-        return Run(self, source, Path(out) if out is not None else None, overwrite)
+    def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,
+            keep_overlays: bool = False) -> Run:
+        return Run(self, source, Path(out) if out is not None else None, overwrite, keep_overlays)
+
+
+def open_input(spec: str | os.PathLike, config: SegmentConfig) -> FrameSource:
+    """A file, ``-`` (stdin) or a recording on a web server as a :class:`VideoSource`; a camera or live network
+    stream as a :class:`LiveSource`."""
+    spec = os.fspath(spec)
+    if not is_live(spec) or is_recording(spec, config.timeout):
+        if config.latency == "low":
+            raise InputError(f"{spec}: latency low is for cameras and network streams; a file is read completely")
+        return open_source(spec, start=config.start)
+    if config.start:
+        raise InputError(f"{spec}: start applies to files; a live source starts now")
+    reconnect = is_network(spec) if config.reconnect is None else config.reconnect
+    return LiveSource(spec, LiveOptions(latency=config.latency or "low", reconnect=reconnect,
+                                        reconnect_max=config.reconnect_max, timeout=config.timeout,
+                                        camera_size=config.camera_dimensions(), camera_fps=config.camera_fps,
+                                        duration=config.duration))
 
 
 class Run:
@@ -172,13 +209,22 @@ class Run:
 
     With ``out``, writes ``overlay.mp4``, ``frames.jsonl`` (flushed per frame) and, at the end,
     ``summary.json`` (atomically; ``"complete": false`` with the reason if the run was cut short).
+    ``keep_overlays`` renders every frame and leaves it on the result (for a window), video or not.
     """
 
-    def __init__(self, segmenter: Segmenter, source: str | os.PathLike | FrameSource, out: Path | None, overwrite: bool):
+    def __init__(self, segmenter: Segmenter, source: str | os.PathLike | FrameSource, out: Path | None, overwrite: bool,
+                 keep_overlays: bool = False):
         self.segmenter = segmenter
         config = segmenter.config
         # Open the input before touching the output: a bad source must leave no run directory behind.
-        self.source = open_source(source, start=config.start) if isinstance(source, (str, os.PathLike)) else source
+        self.source = open_input(source, config) if isinstance(source, (str, os.PathLike)) else source
+        self.keep_overlays = keep_overlays
+        # Low latency: one frame per pass, taken from the source only when a worker is free to start on it.
+        self.low_latency = isinstance(self.source, LiveSource) and self.source.options.latency == "low"
+        self.batch_size = 1 if self.low_latency else segmenter.batch_size
+        self.stopped_by: str | None = None
+        self._dropped = 0  # frames the source dropped since the last JSONL record
+        self._events: list[dict] = []  # source events since the last JSONL record
         self.out = out
         self.stats = RunStats()
         self.summary: dict | None = None
@@ -205,17 +251,28 @@ class Run:
         limit = self.segmenter.config.max_frames
         return min(count, limit) if count is not None and limit is not None else (limit if count is None else count)
 
+    def stop(self, reason: str) -> None:
+        """End the run at the next frame as if the source had ended (a window closed, a time limit)."""
+        self.stopped_by = reason
+        if isinstance(self.source, LiveSource):
+            self.source.stop()
+
     # The five steps. Each runs in one thread at a time (infer in one per CUDA stream), in order.
 
     def _batches(self) -> Iterator[_Batch]:
         config, stats = self.segmenter.config, self.stats
         frames = iter(self.source)
-        size = self.segmenter.batch_size
+        size = self.batch_size
+        first_time = None
         while config.max_frames is None or stats.frames_decoded < config.max_frames:
             batch: list[Frame] = []
             with stats.timed("decode"):
                 while len(batch) < size and (config.max_frames is None or stats.frames_decoded < config.max_frames):
-                    frame = next(frames, None)
+                    frame = None if self.stopped_by else next(frames, None)
+                    if frame is not None and config.duration is not None:
+                        first_time = frame.time if first_time is None else first_time
+                        if frame.time - first_time >= config.duration:
+                            frame = None
                     if frame is None:
                         break
                     batch.append(frame)
@@ -238,14 +295,24 @@ class Run:
         with stats.timed("postprocess"):
             for frame, infer in zip(batch.frames, batch.infer):
                 record = None
+                self._dropped += frame.dropped_before
+                self._events += frame.events
                 if infer:  # frame indices count from 0 at the first decoded frame, so the first is inferred
                     self._latest = segmenter.predictor.postprocess(next(raws), frame)
+                    if self.tracker is not None and any((e.get("gap_seconds") or 0) >= segmenter.config.reset_gap
+                                                        for e in self._events):
+                        self.tracker.reset()  # after a long outage the scene has changed: no id carries over
                     if self.tracker is not None:
                         with stats.timed("track"):
                             self._latest = self.tracker.update(self._latest)
                     stats.frames_inferred += 1
                     stats.detections.update(names[c] for c in self._latest.class_ids)
                     record = instances_to_record(self._latest, names)
+                    if frame.wall_time is not None:
+                        record["wall_time"] = iso_utc(frame.wall_time)
+                        record["dropped_before"], self._dropped = self._dropped, 0
+                    if self._events:
+                        record["source_events"], self._events = self._events, []
                     if self.counter:
                         with stats.timed("count"):
                             record["counts"], record["events"] = self.counter.update(self._latest)
@@ -271,7 +338,7 @@ class Run:
         return visible
 
     def _render(self, batch: _Batch) -> _Batch:
-        if self.video is not None:
+        if self.video is not None or self.keep_overlays:
             with self.stats.timed("render"):
                 for result in batch.results:
                     result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
@@ -288,11 +355,13 @@ class Run:
             if self.video is not None:
                 with stats.timed("encode"):
                     self.video.write(result.overlay, result.frame.pts, result.frame.time)
-                result.overlay = None  # not kept alive by a caller holding results
+                if not self.keep_overlays:
+                    result.overlay = None  # not kept alive by a caller holding results
             if self.jsonl is not None and result.record is not None:
                 with stats.timed("write"):
                     self.jsonl.write(result.record)
-            stats.latencies.append(time.perf_counter() - result.decoded_at)
+            # From when the frame arrived (a live source stamps that) or else left the decoder.
+            stats.latencies.append(time.perf_counter() - (result.frame.captured_at or result.decoded_at))
         return batch
 
     def _steps(self) -> Iterator[_Batch]:
@@ -308,7 +377,7 @@ class Run:
         setup = (lambda: torch.set_num_threads(threads)) if threads else None  # per thread: the caller's stays as it was
         stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers, setup=setup),
                   Stage("postprocess", self._postprocess, setup=setup), Stage("render", self._render), Stage("write", self._write)]
-        yield from Stages(batches, stages, QUEUE_SIZE)
+        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency)
 
     def __iter__(self) -> Iterator[FrameResult]:
         started = time.perf_counter()
@@ -341,12 +410,14 @@ class Run:
             "streamseg": __version__,
             "complete": error is None,
             "reason": _reason(error),
-            "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors},
+            "stopped_by": self.stopped_by,
+            "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors,
+                       **(self.source.report() if isinstance(self.source, LiveSource) else {})},
             "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
             "config": {"stride": self.segmenter.config.stride, "max_frames": self.segmenter.config.max_frames,
                        "start": self.segmenter.config.start, "mode": self.segmenter.config.mode,
                        "batch": self.segmenter.batch_size, "infer_workers": self.segmenter.infer_workers if self.segmenter.config.mode == "async" else 1,
-                       "track": self.segmenter.config.track},
+                       "track": self.segmenter.config.track, "duration": self.segmenter.config.duration},
             "run": self.stats.to_dict(),
             "detections": dict(sorted(self.stats.detections.items())),
         }

@@ -1,7 +1,8 @@
-"""Video sources: open a file (later also a camera or network stream) and iterate its frames with index and time.
+"""Video sources: open a file or standard input and iterate its frames with index and time.
 
 Everything FFmpeg can demux and decode is read through PyAV. Nothing here assumes the input is seekable or of
-known length, so live sources can reuse :class:`VideoSource` once they have their own opening options.
+known length. Cameras and network streams, which need real-time stamps, dropping and reconnection, are
+:class:`streamseg.live.LiveSource`.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ class _Retimer:
 
 
 def open_source(spec: str | os.PathLike, *, start: float = 0.0) -> VideoSource:
-    """Open ``spec`` (a video file path) for reading from ``start`` seconds; raises :class:`InputError`."""
+    """Open ``spec`` (a video file path, or ``-`` for standard input) from ``start`` seconds; raises :class:`InputError`."""
     return VideoSource(spec, start=start)
 
 
@@ -249,6 +250,11 @@ class _SequentialFile(io.RawIOBase):
 
 def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
     """The opened container, and the file object it reads when it had to be read sequentially."""
+    if spec == "-":  # standard input: a stream (MPEG-TS, Matroska, fragmented MP4, ...) piped in
+        try:
+            return av.open("pipe:0", "r"), None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise InputError(f"standard input: not a video stream FFmpeg can read ({_reason(exc)})") from None
     if "://" not in spec:  # a local path: name the common mistakes more plainly than FFmpeg would
         path = Path(spec)
         if not path.exists():

@@ -5,6 +5,10 @@ each stage's function in its own thread(s) and yields the outputs of the last st
 items came in, whatever order the workers finish in. Memory is bounded by ``queue_size`` per stage
 plus the items in flight, never by the number of items. The first exception in any thread stops
 every stage and is raised in the consumer; closing the iterator early stops them too.
+
+With ``pull=True`` an item is taken from ``items`` only when a worker of the first stage is free to
+start on it, so it waits in no queue: a live source then hands over its newest frame, not one that
+aged behind others.
 """
 
 from __future__ import annotations
@@ -36,15 +40,17 @@ class _Failure:
 class Stages:
     """Run ``items`` through ``stages``; iterate for the last stage's outputs, in order."""
 
-    def __init__(self, items: Iterable, stages: list[Stage], queue_size: int = 4, name: str = "streamseg"):
+    def __init__(self, items: Iterable, stages: list[Stage], queue_size: int = 4, name: str = "streamseg",
+                 pull: bool = False):
         self.stop = threading.Event()
         self._lock = threading.Lock()
+        self._idle = threading.Semaphore(0) if pull else None  # one release per first-stage worker waiting for work
         self._queues = [queue.Queue(queue_size) for _ in range(len(stages) + 1)]
         self._threads = [threading.Thread(target=self._feed, args=(iter(items),), name=f"{name}-source", daemon=True)]
         for index, stage in enumerate(stages):
             inbox, outbox = self._queues[index], self._queues[index + 1]
             self._threads += [
-                threading.Thread(target=self._serve, args=(stage, inbox, outbox), name=f"{name}-{stage.name}-{w}", daemon=True)
+                threading.Thread(target=self._serve, args=(stage, inbox, outbox, index == 0), name=f"{name}-{stage.name}-{w}", daemon=True)
                 for w in range(stage.workers)
             ]
         self._remaining = {stage.name: stage.workers for stage in stages}
@@ -60,18 +66,24 @@ class Stages:
                 continue
         return False
 
-    def _receive(self, box: queue.Queue, ordered: bool) -> Iterator[tuple[int, object]]:
+    def _receive(self, box: queue.Queue, ordered: bool, idle: threading.Semaphore | None = None) -> Iterator[tuple[int, object]]:
         """Entries from ``box``; with ``ordered``, in sequence order (early arrivals wait in a heap).
 
         Failures jump the queue: the consumer should hear of them at once, not after the backlog.
+        ``idle`` is released once each time the caller starts waiting for an entry.
         """
         pending: list = []
         expected = 0
+        waiting = False
         while not self.stop.is_set():
+            if idle is not None and not waiting:
+                idle.release()
+                waiting = True
             try:
                 entry = box.get(timeout=_POLL)
             except queue.Empty:
                 continue
+            waiting = False
             if not ordered or isinstance(entry[1], _Failure):
                 yield entry
                 continue
@@ -85,6 +97,8 @@ class Stages:
         sequence = 0
         try:
             while not self.stop.is_set():
+                if self._idle is not None and not self._idle.acquire(timeout=_POLL):
+                    continue  # no worker free yet: leave the item where it is, getting no older
                 item = next(items, _END)
                 if item is _END:
                     break
@@ -96,7 +110,7 @@ class Stages:
             return
         self._put(self._queues[0], (sequence, _END))
 
-    def _serve(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue) -> None:
+    def _serve(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue, first: bool) -> None:
         # One worker keeps the order it is given; several work in parallel and the next one-worker
         # stage (or the consumer) puts their results back in order.
         if stage.setup is not None:
@@ -105,7 +119,8 @@ class Stages:
             except BaseException as exc:  # noqa: BLE001 - handed downstream to the consumer
                 self._put(outbox, (-1, _Failure(exc)))
                 return
-        for sequence, item in self._receive(inbox, ordered=stage.workers == 1):
+        idle = self._idle if first else None
+        for sequence, item in self._receive(inbox, ordered=stage.workers == 1, idle=idle):
             if isinstance(item, _Failure):
                 self._put(outbox, (sequence, item))
                 return

@@ -163,6 +163,11 @@ class Tracker:
         result.track_ids, result.class_ids = ids, class_ids
         return result
 
+    def reset(self) -> None:
+        """Forget every track (after a long outage): objects seen next get new ids, never reused ones."""
+        self.tracks = []
+        self.last_time = None
+
     def _steps(self, now: float) -> float:
         if self.last_time is None:
             self.last_time = now
