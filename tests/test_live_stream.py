@@ -14,8 +14,10 @@ import av
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from streamseg import capture, live
+from streamseg import capture, live, window
+from streamseg.cli import app
 from streamseg.capture import ConnectionLost
 from streamseg.config import build_config
 from streamseg.formats import read_records
@@ -243,3 +245,21 @@ def test_a_recording_on_a_web_server_is_read_like_a_file(tmp_path, synth_clip, t
         run = Segmenter(build_config(model=str(tiny_checkpoint), score_threshold=0.05)).run(url, tmp_path / "run")
         assert [r.frame.index for r in run] == list(range(40))
         web.shutdown()
+
+
+def test_q_in_the_window_ends_the_run_cleanly(tmp_path, synth_clip, tiny_checkpoint, monkeypatch):
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(window.cv2, "namedWindow", lambda *args: None)
+    monkeypatch.setattr(window.cv2, "imshow", lambda title, image: shown.append(image.shape))
+    monkeypatch.setattr(window.cv2, "waitKey", lambda delay: ord("q") if len(shown) == 5 else -1)
+    monkeypatch.setattr(window.cv2, "getWindowProperty", lambda *args: 1.0)
+    monkeypatch.setattr(window.cv2, "destroyWindow", lambda title: None)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["segment", str(synth_clip), "--show", "--no-video", "--out", str(out),
+                                      "--model", str(tiny_checkpoint), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert shown[0] == (180, 320, 3) and 5 <= len(shown) < 40  # overlays shown although no video is written
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["stopped_by"] == "q pressed in the window"
+    assert summary["run"]["frames_decoded"] < 40 and not (out / "overlay.mp4").exists()
