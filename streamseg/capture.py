@@ -64,7 +64,7 @@ class StreamCapture:
         try:
             self._container = av.open(url, "r", format=format, options=options or {}, timeout=(timeout, timeout))
         except (av.error.FFmpegError, OSError) as exc:
-            raise ConnectionLost(_reason(exc)) from None
+            raise ConnectionLost(_reason(exc, timeout)) from None
         videos = self._container.streams.video
         if not videos or videos[0].codec_context is None:
             self._container.close()
@@ -74,6 +74,7 @@ class StreamCapture:
         self.codec = stream.codec_context.codec.canonical_name
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self.decode_errors = 0
+        self._timeout = timeout
         self._pictures = self._decoded(stream)
 
     def _decoded(self, stream) -> Iterator[av.VideoFrame]:
@@ -87,7 +88,7 @@ class StreamCapture:
         try:
             picture = next(self._pictures, None)
         except av.error.FFmpegError as exc:
-            raise ConnectionLost(_reason(exc)) from None
+            raise ConnectionLost(_reason(exc, self._timeout)) from None
         return None if picture is None else picture.to_ndarray(format="rgb24")
 
     def close(self) -> None:
@@ -183,6 +184,7 @@ def is_recording(url: str, timeout: float) -> bool:
     except (av.error.FFmpegError, OSError):
         return False  # let the live source's own opening report it
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, timeout: float | None = None) -> str:
+    if isinstance(exc, av.error.ExitError) and timeout is not None:
+        return f"no data for {timeout:g} s"  # PyAV's timeout interrupts FFmpeg, which calls that an exit
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-

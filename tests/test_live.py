@@ -1,5 +1,6 @@
 """Live sources with injected connections: dropping, keeping, reconnecting, credentials, names."""
 
+import socket
 import threading
 import time
 
@@ -200,3 +201,13 @@ def test_pull_mode_takes_an_item_only_when_a_worker_is_free(pull):
         assert max(ahead) <= 1  # at most the one the other worker is on
     else:
         assert max(ahead) >= 4  # the source runs ahead by the queue: what pull mode prevents
+
+
+def test_a_silent_server_times_out_instead_of_hanging():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections, never sends a byte
+        started = time.monotonic()
+        with pytest.raises(InputError, match=r"cannot open stream \(no data for 1 s\)"):
+            LiveSource(f"tcp://127.0.0.1:{silent.getsockname()[1]}", LiveOptions(timeout=1.0))
+        assert time.monotonic() - started < 5
