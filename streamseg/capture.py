@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +26,8 @@ class ConnectionLost(Exception):
 
 
 def is_camera(spec: str) -> bool:
+    if Path(spec).is_file():  # a file that happens to be called cam:0.mp4
+        return False
     return spec.startswith("cam:") or re.fullmatch(r"/dev/video\d+", spec) is not None
 
 

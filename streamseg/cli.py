@@ -209,6 +209,10 @@ def segment(
             console.print(f"line {name}: in {_per_class(totals['in'])}; out {_per_class(totals['out'])}")
         for name, totals in counts.get("zones", {}).items():
             console.print(f"zone {name}: entered {_per_class(totals['enter'])}; most inside {_per_class(totals['max_occupancy'])}")
+    damaged = run.summary["source"]["decode_errors"]
+    if damaged:  # shown even with --quiet: the output is missing what those packets held
+        console.print(f"[yellow]warning[/yellow]: {damaged} damaged packet{'s' * (damaged != 1)} skipped "
+                      "(decode_errors in summary.json)")
     exported = [export(out / "frames.jsonl", fmt) for fmt in export_formats or []]
     if not quiet:
         for path in [out / name for name in ("overlay.mp4", "frames.jsonl", "summary.json")] + exported:

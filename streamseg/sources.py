@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 import av
+import numpy as np
 from av.container import InputContainer
 from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
@@ -50,6 +51,7 @@ class SourceInfo:
     duration: float | None  # seconds, None when unknown
     time_base: Fraction  # the video stream's time base: the unit of Frame.pts
     live: bool = False
+    rotation: int = 0  # degrees (counterclockwise) the stored pictures were turned to display upright
 
     def to_dict(self) -> dict:
         """JSON-ready: the time base as a "num/den" string."""
@@ -87,6 +89,7 @@ class VideoSource:
         if not start >= 0:
             raise InputError(f"{self.spec}: start must be a non-negative number of seconds, got {start}")
         self.decode_errors = 0
+        self.rotation = 0  # degrees counterclockwise applied to the stored pictures, from the display matrix
         self._container, self._file = _open_container(self.spec)
         try:
             self._stream = _video_stream(self._container, self.spec)
@@ -103,6 +106,7 @@ class VideoSource:
                 after = f" at or after {start:g} s" if start > 0 else ""
                 raise InputError(f"{self.spec}: no decodable video frames{after}")
             self.info = _describe(self.spec, self._container, self._stream, time_base, self._first)
+            self.info.rotation = self.rotation
         except BaseException:
             self.close()
             raise
@@ -147,6 +151,12 @@ class VideoSource:
             # A stream may change resolution midway (spliced files, live streams); later stages assume one size.
             size = size or (picture.width, picture.height)
             image = picture.to_ndarray(format="rgb24", width=size[0], height=size[1])
+            turns = round(picture.rotation / 90) % 4
+            if turns:
+                # A phone's portrait video is stored sideways with a display matrix saying how to turn it
+                # (counterclockwise degrees); players and FFmpeg's CLI apply it, so the model must see it upright.
+                image = np.ascontiguousarray(np.rot90(image, turns))
+                self.rotation = turns * 90
             yield Frame(index=index, time=time, image=image, pts=pts, time_base=time_base)
             index += 1
 
@@ -263,8 +273,12 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
             raise InputError(f"{spec}: is a directory, not a video file")
         if path.stat().st_size == 0:
             raise InputError(f"{spec}: empty file (0 bytes)")
+    # FFmpeg reads "name:rest" as protocol "name"; an absolute path cannot be mistaken for one.
+    target = spec if "://" in spec else os.path.abspath(spec)
     try:
-        return av.open(spec, "r"), None
+        return av.open(target, "r"), None
+    except av.error.EOFError:
+        raise InputError(f"{spec}: no video frames: the file ends before its first one") from None
     except av.error.InvalidDataError as exc:
         if "://" in spec:
             raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
@@ -281,8 +295,10 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
 def _video_stream(container: InputContainer, spec: str) -> VideoStream:
     # Cover art in an audio file is a one-picture "video" stream; it is not a video.
     videos = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+    if not container.streams:  # e.g. an MP4 whose only track has no samples
+        raise InputError(f"{spec}: no video frames: the file holds no streams")
     if not videos:
-        found = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        found = ", ".join(sorted({s.type for s in container.streams}))
         raise InputError(f"{spec}: no video stream (found: {found})")
     if videos[0].codec_context is None:
         raise InputError(f"{spec}: no decoder for its video codec, or its header is cut short")
