@@ -51,6 +51,8 @@ def soak(frames: int, model: str = "shapes", width: int = 320, height: int = 180
         "rss_after_warmup_mb": round(after_warmup, 1),
         "rss_end_mb": round(samples[-1][1], 1),
         "rss_growth_mb": round(samples[-1][1] - after_warmup, 1),
+        # The curve, not just its ends: a leak climbs steadily, allocator arenas filling up level off.
+        "rss_every_2000_frames_mb": [round(mb, 1) for index, mb in samples if index % 2000 == 0],
         "thread_counts_after_warmup": sorted(threads),
         "most_live_tracks": most_tracks,
         "objects_counted": len(run.tracker.counted_ids),

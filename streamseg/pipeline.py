@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .capture import is_live, is_network, is_recording
+from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
 from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor, RawDetections
@@ -111,7 +111,7 @@ def run_name(spec: str | os.PathLike) -> str:
     spec = os.fspath(spec)
     if spec == "-":
         name = "stdin"
-    elif spec.startswith("cam:"):
+    elif spec.startswith("cam:") and is_camera(spec):
         name = "cam" + spec[4:]
     elif is_live(spec) and "://" in spec:
         parts = urlsplit(spec)
@@ -416,7 +416,7 @@ class Run:
             "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
             "config": {"stride": self.segmenter.config.stride, "max_frames": self.segmenter.config.max_frames,
                        "start": self.segmenter.config.start, "mode": self.segmenter.config.mode,
-                       "batch": self.segmenter.batch_size, "infer_workers": self.segmenter.infer_workers if self.segmenter.config.mode == "async" else 1,
+                       "batch": self.batch_size, "infer_workers": self.segmenter.infer_workers if self.segmenter.config.mode == "async" else 1,
                        "track": self.segmenter.config.track, "duration": self.segmenter.config.duration},
             "run": self.stats.to_dict(),
             "detections": dict(sorted(self.stats.detections.items())),
