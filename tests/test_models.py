@@ -8,7 +8,6 @@ from streamseg.engine import Predictor
 from streamseg.errors import InputError, ModelError
 from streamseg.instances import Frame
 from streamseg.models import build_compact, load_checkpoint, load_model, save_checkpoint
-from streamseg.models.compact import fold_batchnorm
 from streamseg.models.registry import build_architecture
 
 from .conftest import TINY_CONFIG
@@ -120,22 +119,3 @@ def test_predictor_thresholds_and_class_filter(tiny_checkpoint):
     assert set(only.class_ids.tolist()) <= {3}
     with pytest.raises(InputError, match="unknown class"):
         Predictor(model, classes=["dog"])
-
-
-def test_folding_batchnorm_keeps_the_backbone_outputs():
-    torch.manual_seed(0)
-    model = build_compact(4, TINY_CONFIG).eval()
-    for norm in (m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        # Statistics and affine parameters far from the identity, as after training.
-        norm.running_mean.uniform_(-1, 1)
-        norm.running_var.uniform_(0.5, 2)
-        norm.weight.data.uniform_(0.5, 1.5)
-        norm.bias.data.uniform_(-0.5, 0.5)
-    image = torch.rand(1, 3, 96, 128)
-    with torch.inference_mode():
-        before = model.backbone(image)
-        fold_batchnorm(model.backbone)
-        after = model.backbone(image)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
-    for level in before:
-        torch.testing.assert_close(after[level], before[level], rtol=1e-4, atol=1e-4)

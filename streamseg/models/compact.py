@@ -10,7 +10,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -51,20 +50,6 @@ def _separable(channels: int, relu: bool) -> nn.Sequential:
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Merge every BatchNorm that follows a convolution in a Sequential into that convolution.
-
-    For inference only (eval-mode statistics): the outputs stay the same up to float rounding and each
-    folded layer is one op instead of two.
-    """
-    for sequence in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(sequence) - 1):
-            conv, norm = sequence[i], sequence[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                sequence[i], sequence[i + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
-    return module
 
 
 class BasicBlock(nn.Module):

@@ -19,7 +19,7 @@ from torchvision.models.detection import MaskRCNN
 
 from ..errors import ModelError
 from .checkpoint import load_checkpoint, read_tensors_file
-from .compact import DEFAULT_CONFIG, build_compact, fold_batchnorm
+from .compact import DEFAULT_CONFIG, build_compact
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 DEFAULT_MODEL = "shapes"
@@ -147,7 +147,6 @@ def load_model(spec: str = DEFAULT_MODEL, weights: str | None = None, device: st
         )
     loaded.module.eval().to(target)
     if loaded.architecture == "compact":
-        fold_batchnorm(loaded.module.backbone)
         # Measured on the 2-core CPU: 32-37 ms -> 28-30 ms per 640x360 frame (forward pass).
         loaded.module.backbone.to(memory_format=torch.channels_last)
     return loaded
