@@ -155,6 +155,18 @@ class LineZoneCounter:
             counts["zones"] = occupancy
         return counts, events
 
+    def forget(self, alive: set[int]) -> None:
+        """Drop what is kept per track for tracks not in ``alive``: ids are never reused, so a track the
+        tracker has given up on cannot come back, and a run of days must not keep every id it saw."""
+        for state in self._lines.values():
+            for table in (state.settled, state.pending):
+                for track_id in table.keys() - alive:
+                    del table[track_id]
+            state.counted = {entry for entry in state.counted if entry[0] in alive}
+        for state in self._zones.values():
+            for track_id in state.inside.keys() - alive:
+                del state.inside[track_id]
+
     def _cross(self, line: Line, centroids: np.ndarray, ids: np.ndarray, labels: list[str]) -> list[dict]:
         state, events = self._lines[line.name], []
         for (x, y), track_id, label in zip(centroids, ids.tolist(), labels):

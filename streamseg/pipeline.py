@@ -316,6 +316,7 @@ class Run:
                     if self.counter:
                         with stats.timed("count"):
                             record["counts"], record["events"] = self.counter.update(self._latest)
+                            self.counter.forget({track.id for track in self.tracker.tracks})
                             self._tally = self.counter.state()
                     if self.tracker is not None and segmenter.config.trail:
                         self._trails = self._follow(self._latest)

@@ -100,6 +100,27 @@ def test_zone_occupancy_and_enter_exit():
     json.dumps(totals)  # summary.json takes it as it is
 
 
+def test_forgetting_ended_tracks_keeps_totals_and_bounds_state():
+    zone = parse_zones(["0,0,100,0,100,100,0,100:left"])
+    counter = LineZoneCounter(parse_lines(["100,0,100,100:gate"]), zone, NAMES, settle_frames=2)
+    # 500 tracks, one after another, each crossing the line and the zone's edge, forgotten when they end.
+    for track_id in range(1, 501):
+        for step, x in enumerate((130, 120, 80, 70)):
+            counter.update(tracked(track_id * 4 + step, [(track_id, 1, square(x, 50))]))
+        counter.forget({track_id + 1})  # only the next one is alive
+    line, zone_state = counter._lines["gate"], counter._zones["left"]
+    assert len(line.settled) + len(line.pending) + len(line.counted) + len(zone_state.inside) == 0
+    assert counter.totals()["lines"]["gate"] == {"in": {"circle": 500}, "out": {}}
+    assert counter.totals()["zones"]["left"]["enter"] == {"circle": 500}
+
+
+def test_a_live_track_keeps_its_state_across_forgetting():
+    counter = vertical_line(settle=2)
+    run(counter, {3: [130, 120]})
+    counter.forget({3})
+    assert run(counter, {3: [80, 70]}) == [{"type": "line", "name": "gate", "direction": "in", "id": 3, "label": "circle"}]
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [("1,2,3", "exactly"), ("a,b,c,d", "numbers"), ("5,5,5,5", "same point")],
