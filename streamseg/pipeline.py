@@ -43,6 +43,7 @@ from .track import Tracker
 
 QUEUE_SIZE = 2  # batches waiting between two steps
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
+OUTPUT_CHECK_SECONDS = 1.0  # how often a run checks that its output directory is still there
 LATENCY_WINDOW = 10_000  # frames whose decode-to-output latency is kept for percentiles
 STAGES = ("decode", "infer", "postprocess", "track", "count", "render", "encode", "write")
 
@@ -223,6 +224,7 @@ class Run:
         self.low_latency = isinstance(self.source, LiveSource) and self.source.options.latency == "low"
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
         self.stopped_by: str | None = None
+        self._next_output_check = 0.0  # time.monotonic() when _write next checks that the outputs still exist
         self._dropped = 0  # frames the source dropped since the last JSONL record
         self._events: list[dict] = []  # source events since the last JSONL record
         self.out = out
@@ -352,6 +354,12 @@ class Run:
 
     def _write(self, batch: _Batch) -> _Batch:
         stats = self.stats
+        if self.out is not None and time.monotonic() >= self._next_output_check:
+            # Deleted files stay writable while open, so a removed run directory would swallow hours of
+            # results without a word: look once a second, and stop.
+            self._next_output_check = time.monotonic() + OUTPUT_CHECK_SECONDS
+            if not all(path.exists() for path in [self.out] + [s.path for s in (self.video, self.jsonl) if s]):
+                raise OutputError(f"{self.out}: the run's directory or files were removed during the run; stopped")
         for result in batch.results:
             if self.video is not None:
                 with stats.timed("encode"):
@@ -426,7 +434,7 @@ class Run:
             names = self.segmenter.model.class_names
             unique = Counter(names[c] for c in self.tracker.counted_ids.values())
             self.summary["counts"] = {"unique": dict(sorted(unique.items())), **self.counter.totals()}
-        if self.out is not None:
+        if self.out is not None and self.out.is_dir():
             write_json_atomic(self.out / "summary.json", self.summary)
         if closing_error is not None and closing_error is error:
             raise closing_error

@@ -1,6 +1,7 @@
 """The async pipeline against the sequential baseline, and its failure modes."""
 
 import json
+import shutil
 import time
 from collections import Counter
 
@@ -10,10 +11,11 @@ import torch
 
 from streamseg.config import build_config
 from streamseg.count import parse_zones
-from streamseg.errors import PipelineError
+from streamseg.errors import OutputError, PipelineError
 from streamseg.formats import read_records, record_to_instances
 from streamseg.models import load_model
 from streamseg.pipeline import Segmenter
+from streamseg.synth import SyntheticSource
 
 
 def _segmenter(checkpoint, **settings):
@@ -136,3 +138,18 @@ def test_trails_follow_each_visible_track_for_the_configured_length(tmp_path, sy
         if track_id >= 0:
             assert last.trails[track_id][-1] == pytest.approx(tuple(centroid))
     assert all(r.trails is None for r in _segmenter(tiny_checkpoint, trail=0, max_frames=3).run(str(synth_clip)))
+
+
+@pytest.mark.parametrize("remove", ["directory", "jsonl"])
+def test_a_removed_output_stops_the_run_with_one_clear_error(tmp_path, tiny_checkpoint, remove):
+    out = tmp_path / "run"
+    run = Segmenter(build_config(model=str(tiny_checkpoint))).run(SyntheticSource(None, 160, 120, seed=1), out)
+    started = None
+    with pytest.raises(OutputError, match="removed during the run") as caught:
+        for result in run:
+            if result.frame.index == 10:
+                shutil.rmtree(out) if remove == "directory" else (out / "frames.jsonl").unlink()
+                started = time.monotonic()
+    assert time.monotonic() - started < 10  # a never-ending source, stopped within seconds
+    assert str(out) in str(caught.value) and run.summary["complete"] is False
+    assert (remove == "jsonl") == (out / "summary.json").exists()  # written where there is still a directory
