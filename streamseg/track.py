@@ -28,7 +28,7 @@ class TrackerConfig:
     min_similarity: float = 0.3  # first stage: mask_weight * mask IoU + (1 - mask_weight) * box IoU
     mask_weight: float = 0.6
     low_min_iou: float = 0.4  # second stage (weak detections): box IoU with the predicted box
-    confirm_hits: int = 2  # matches before a new track gets an id
+    confirm_hits: int = 2  # frames a new track must be seen in (the first included) before it gets an id
     count_hits: int = 8  # frames a track must be seen in to count as an object (flickers are not objects)
     lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
     reacquire_distance: float = 1.0  # a lost track is re-found within this many of its box sizes
@@ -154,7 +154,7 @@ class Tracker:
         for index in free_high:
             if found.scores[index] >= config.new_track_score:
                 track = self._start(found, index, now)
-                if first_frame:  # objects present from the start are not in doubt
+                if first_frame or self.config.confirm_hits <= 1:  # from the start: not in doubt
                     self._confirm(track)
                     ids[index] = track.id
                 survivors.append(track)

@@ -126,3 +126,12 @@ def test_kalman_filter_learns_a_constant_velocity():
         kalman.update(np.array([5 * step, 0, 5 * step + 10, 10.0]))
     kalman.predict(1.0)
     assert abs(kalman.box[0] - 100) < 1.0 and abs(kalman.x[4] - 5) < 0.2
+
+
+def test_confirm_hits_counts_the_first_sighting():
+    # One object throughout; a second appears at frame 3.
+    frames = [frame(i, [(disc(30 + i, 40), 1, 0.9)] + ([(disc(150, 80), 2, 0.9)] if i >= 3 else [])) for i in range(6)]
+    for hits, first_id_frame in ((1, 3), (2, 4), (3, 5)):
+        _, ids = run(frames, TrackerConfig(confirm_hits=hits))
+        newcomer = [row[1] if len(row) > 1 else None for row in ids]
+        assert [i for i, v in enumerate(newcomer) if v is not None and v >= 0][0] == first_id_frame, (hits, ids)
