@@ -20,7 +20,7 @@ def test_shipped_presets_are_valid():
     from pathlib import Path
 
     presets = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
-    assert {p.name for p in presets} >= {"default.toml", "cpu-fast.toml", "coco-gpu.toml", "live-camera.toml"}
+    assert {p.name for p in presets} >= {"default.toml", "cpu-fast.toml", "coco-gpu.toml", "live-camera.toml", "accurate.toml"}
     for preset in presets:
         build_config(preset)
 
