@@ -21,7 +21,7 @@ import torch
 from torchvision.ops import nms
 
 from .errors import InputError
-from .instances import Frame, Instances
+from .instances import Frame, Instances, drop_fragments
 from .models.registry import LoadedModel
 from .ops import paste_masks
 
@@ -80,8 +80,10 @@ class Predictor:
         classes: Sequence[str] | None = None,
         inference_size: int | None = None,
         agnostic_nms: float | None = 0.7,
+        fragment_overlap: float = 0.8,
     ):
         self.model = model
+        self.fragment_overlap = fragment_overlap  # see instances.drop_fragments; 1 turns it off
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
         self.agnostic_nms = agnostic_nms
@@ -108,6 +110,7 @@ class Predictor:
             "input_size": self.inference_size,
             "score_threshold": self.score_threshold,
             "mask_threshold": self.mask_threshold,
+            "fragment_overlap": self.fragment_overlap,
             "class_filter": None if self.class_filter is None else [self.model.class_names[i] for i in self.class_filter],
         }
 
@@ -168,7 +171,7 @@ class Predictor:
         masks = paste_masks(probs, boxes, height, width) > self.mask_threshold
         # One transfer for the small tensors, one for the masks.
         table = torch.cat([boxes, scores[:, None], labels[:, None].float()], 1).cpu().numpy()
-        return Instances(
+        found = Instances(
             boxes=np.ascontiguousarray(table[:, :4], np.float32),
             scores=np.ascontiguousarray(table[:, 4], np.float32),
             class_ids=table[:, 5].astype(np.int64),
@@ -176,6 +179,7 @@ class Predictor:
             frame_index=frame.index,
             time=frame.time,
         )
+        return drop_fragments(found, self.fragment_overlap) if self.fragment_overlap < 1 else found
 
     def predict(self, frames: Sequence[Frame]) -> list[Instances]:
         """Forward and postprocess ``frames`` in the calling thread."""

@@ -118,3 +118,37 @@ class Instances:
             track_ids=None if self.track_ids is None else self.track_ids[keep],
             extra=dict(self.extra),
         )
+
+
+def drop_fragments(instances: Instances, threshold: float) -> Instances:
+    """Keep, in order of score, each instance unless more than ``threshold`` of its mask is already
+    covered by kept instances of its class.
+
+    Mask R-CNN can report a large object both whole and in parts (a tall pillar as itself and as its
+    two halves); box NMS keeps all three since their boxes overlap too little, and a tracker then
+    hands the object's id back and forth between them. Other classes never suppress each other: an
+    object in front of another is not its fragment.
+    """
+    order = np.argsort(-instances.scores, kind="stable")
+    claimed: dict[int, np.ndarray] = {}
+    keep = []
+    areas = instances.areas
+    for i in order:
+        if areas[i] == 0:  # nothing to compare: left as the model gave it
+            keep.append(i)
+            continue
+        x0, y0, x1, y1 = _pixel_box(instances.boxes[i], instances.width, instances.height)
+        mask = instances.masks[i, y0:y1, x0:x1]
+        cover = claimed.setdefault(int(instances.class_ids[i]), np.zeros(instances.masks.shape[1:], bool))
+        # Pixels outside the box are not in the mask, so the box crop holds all of it.
+        if np.count_nonzero(mask & cover[y0:y1, x0:x1]) > threshold * np.count_nonzero(mask):
+            continue
+        cover[y0:y1, x0:x1] |= mask
+        keep.append(i)
+    return instances.select(np.sort(np.array(keep, np.int64)))
+
+
+def _pixel_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels a float xyxy box touches, clipped to the frame (a mask never reaches past its box by more than rounding)."""
+    return (max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0),
+            min(int(np.ceil(box[2])) + 1, width), min(int(np.ceil(box[3])) + 1, height))

@@ -4,14 +4,14 @@ import torch
 
 from streamseg.engine import Predictor
 from streamseg.formats import instances_to_record
-from streamseg.instances import Frame
+from streamseg.instances import Frame, Instances, drop_fragments
 from streamseg.models import load_model
 
 
 @pytest.mark.parametrize("shape", [(96, 160), (120, 90)])
 def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape):
     model = load_model(str(tiny_checkpoint), device="cpu")
-    predictor = Predictor(model, score_threshold=0.0, agnostic_nms=None)
+    predictor = Predictor(model, score_threshold=0.0, agnostic_nms=None, fragment_overlap=1.0)
     image = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
     ours = predictor.predict([Frame(3, 0.1, image)])[0]
     with torch.inference_mode():
@@ -51,3 +51,42 @@ def test_a_frame_without_detections_gives_empty_instances_and_a_record(tiny_chec
     assert len(empty) == 0 and empty.masks.shape == (0, 96, 160) and empty.areas.shape == (0,)
     record = instances_to_record(empty, predictor.model.class_names)
     assert record["instances"] == [] and (record["width"], record["height"]) == (160, 96)
+
+
+def rectangles(*specs, height=60, width=80):
+    """Instances of axis-aligned rectangles: (x0, y0, x1, y1, class_id, score) each."""
+    masks = np.zeros((len(specs), height, width), bool)
+    for mask, (x0, y0, x1, y1, _, _) in zip(masks, specs):
+        mask[y0:y1, x0:x1] = True
+    return Instances(np.array([s[:4] for s in specs], np.float32), np.array([s[5] for s in specs], np.float32),
+                     np.array([s[4] for s in specs], np.int64), masks)
+
+
+def test_an_object_reported_whole_and_in_halves_keeps_the_surer_reports():
+    # A tall pillar as its two halves (surer) and as a whole (less sure): the whole adds nothing new.
+    found = rectangles((30, 0, 50, 30, 2, 0.99), (30, 30, 50, 60, 2, 0.96), (30, 0, 50, 60, 2, 0.80))
+    kept = drop_fragments(found, 0.8)
+    assert kept.scores.tolist() == pytest.approx([0.99, 0.96])
+    # The other way round, the whole is surer: its halves are its fragments.
+    found = rectangles((30, 0, 50, 30, 2, 0.70), (30, 30, 50, 60, 2, 0.75), (30, 0, 50, 60, 2, 0.95))
+    assert drop_fragments(found, 0.8).scores.tolist() == pytest.approx([0.95])
+
+
+def test_overlaps_that_are_not_fragments_are_kept():
+    found = rectangles(
+        (0, 0, 40, 40, 1, 0.9),   # a big object
+        (10, 10, 20, 20, 2, 0.8),  # another class inside it: in front of it, not a part of it
+        (30, 30, 50, 50, 1, 0.7),  # same class, a quarter of it overlapping: a neighbour
+    )
+    kept = drop_fragments(found, 0.8)
+    assert len(kept) == 3 and kept.class_ids.tolist() == [1, 2, 1]  # the original order
+
+
+def test_the_predictor_drops_fragments_unless_told_not_to(tiny_checkpoint):
+    model = load_model(str(tiny_checkpoint), device="cpu")
+    image = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    everything = Predictor(model, score_threshold=0.0, fragment_overlap=1.0).predict([Frame(0, 0.0, image)])[0]
+    cleaned = Predictor(model, score_threshold=0.0).predict([Frame(0, 0.0, image)])[0]
+    expected = drop_fragments(everything, 0.8)
+    assert len(cleaned) == len(expected) <= len(everything)
+    assert np.array_equal(cleaned.scores, expected.scores)
