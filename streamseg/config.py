@@ -30,6 +30,7 @@ class SegmentConfig:
     device: str = "auto"
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
+    fragment_overlap: float = 0.8  # drop a detection this much covered by surer masks (a duplicate); 1: off
     classes: list[str] | None = None
     stride: int = 1
     max_frames: int | None = None
@@ -55,7 +56,7 @@ class SegmentConfig:
     camera_fps: float | None = None  # frame rate asked of a camera
 
     def validate(self) -> SegmentConfig:
-        for name in ("score_threshold", "mask_threshold"):
+        for name in ("score_threshold", "mask_threshold", "fragment_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.stride < 1:
@@ -107,6 +108,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "device": (str,),
     "score_threshold": (float, int),
     "mask_threshold": (float, int),
+    "fragment_overlap": (float, int),
     "classes": (list,),
     "stride": (int,),
     "max_frames": (int,),
@@ -164,7 +166,7 @@ def build_config(config_file: str | Path | None = None, **overrides: Any) -> Seg
     """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
     values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
     values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
-    for key in ("score_threshold", "mask_threshold", "start", "zone_overlap", "duration", "reconnect_max", "timeout",
+    for key in ("score_threshold", "mask_threshold", "fragment_overlap", "start", "zone_overlap", "duration", "reconnect_max", "timeout",
                 "reset_gap", "camera_fps"):
         if key in values:
             values[key] = float(values[key])

@@ -122,15 +122,17 @@ class Instances:
 
 def drop_fragments(instances: Instances, threshold: float) -> Instances:
     """Keep, in order of score, each instance unless more than ``threshold`` of its mask is already
-    covered by kept instances of its class.
+    covered by the masks of kept instances.
 
-    Mask R-CNN can report a large object both whole and in parts (a tall pillar as itself and as its
-    two halves); box NMS keeps all three since their boxes overlap too little, and a tracker then
-    hands the object's id back and forth between them. Other classes never suppress each other: an
-    object in front of another is not its fragment.
+    Mask R-CNN reports some objects twice: whole and in parts (a tall pillar as itself and as its two
+    halves), or once per class it hesitates between, with masks too different in box terms for NMS.
+    A tracker then hands the object's id back and forth between the copies, and counts it twice.
+    Masks hold visible pixels only, so an object in front of another leaves a hole in the other's
+    mask and is not covered by it; a detection whose pixels are nearly all claimed by surer ones is
+    the same object reported again.
     """
     order = np.argsort(-instances.scores, kind="stable")
-    claimed: dict[int, np.ndarray] = {}
+    cover = np.zeros(instances.masks.shape[1:], bool)  # pixels claimed by the instances kept so far
     keep = []
     areas = instances.areas
     for i in order:
@@ -139,7 +141,6 @@ def drop_fragments(instances: Instances, threshold: float) -> Instances:
             continue
         x0, y0, x1, y1 = _pixel_box(instances.boxes[i], instances.width, instances.height)
         mask = instances.masks[i, y0:y1, x0:x1]
-        cover = claimed.setdefault(int(instances.class_ids[i]), np.zeros(instances.masks.shape[1:], bool))
         # Pixels outside the box are not in the mask, so the box crop holds all of it.
         if np.count_nonzero(mask & cover[y0:y1, x0:x1]) > threshold * np.count_nonzero(mask):
             continue

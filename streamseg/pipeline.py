@@ -171,6 +171,7 @@ class Segmenter:
             mask_threshold=self.config.mask_threshold,
             classes=self.config.classes,
             inference_size=self.config.inference_size,
+            fragment_overlap=self.config.fragment_overlap,
         )
         self.renderer = OverlayRenderer(self.model.class_names)
         cuda = self.model.device.type == "cuda"

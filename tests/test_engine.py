@@ -72,14 +72,22 @@ def test_an_object_reported_whole_and_in_halves_keeps_the_surer_reports():
     assert drop_fragments(found, 0.8).scores.tolist() == pytest.approx([0.95])
 
 
+def test_one_object_reported_as_two_classes_keeps_the_surer_class():
+    found = rectangles((10, 10, 40, 40, 3, 0.6), (11, 10, 40, 41, 2, 0.9))
+    kept = drop_fragments(found, 0.8)
+    assert kept.class_ids.tolist() == [2]
+
+
 def test_overlaps_that_are_not_fragments_are_kept():
     found = rectangles(
-        (0, 0, 40, 40, 1, 0.9),   # a big object
-        (10, 10, 20, 20, 2, 0.8),  # another class inside it: in front of it, not a part of it
-        (30, 30, 50, 50, 1, 0.7),  # same class, a quarter of it overlapping: a neighbour
+        (0, 0, 40, 40, 1, 0.9),   # a big object...
+        (10, 10, 20, 20, 2, 0.8),  # ...with another in front of it
+        (30, 30, 50, 50, 1, 0.7),  # a neighbour, a quarter of it overlapping
     )
+    found.masks[0, 10:20, 10:20] = False  # masks are of visible pixels: the one in front makes a hole
     kept = drop_fragments(found, 0.8)
     assert len(kept) == 3 and kept.class_ids.tolist() == [1, 2, 1]  # the original order
+    assert len(drop_fragments(found, 0.2)) == 2  # the neighbour is a quarter covered
 
 
 def test_the_predictor_drops_fragments_unless_told_not_to(tiny_checkpoint):
