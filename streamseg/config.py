@@ -12,6 +12,7 @@ Unknown keys and values of the wrong type or range are errors: a typo must not b
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -102,37 +103,19 @@ class SegmentConfig:
         return int(match[1]), int(match[2])
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,),
-    "weights": (str,),
-    "device": (str,),
-    "score_threshold": (float, int),
-    "mask_threshold": (float, int),
-    "fragment_overlap": (float, int),
-    "classes": (list,),
-    "stride": (int,),
-    "max_frames": (int,),
-    "start": (float, int),
-    "inference_size": (int,),
-    "video": (bool,),
-    "json": (bool,),
-    "mode": (str,),
-    "batch": (int,),
-    "streams": (int,),
-    "track": (bool,),
-    "lines": (list,),
-    "zones": (list,),
-    "zone_overlap": (float, int),
-    "trail": (int,),
-    "duration": (float, int),
-    "latency": (str,),
-    "reconnect": (bool,),
-    "reconnect_max": (float, int),
-    "timeout": (float, int),
-    "reset_gap": (float, int),
-    "camera_size": (str,),
-    "camera_fps": (float, int),
-}
+def _accepted_types() -> dict[str, tuple[type, ...]]:
+    """Per setting, the Python types a TOML file may give it, read off SegmentConfig's annotations:
+    a float setting also takes an integer (``start = 2``); lists are lists of strings."""
+    accepted = {}
+    for name, hint in typing.get_type_hints(SegmentConfig).items():
+        kind = next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
+        kind = typing.get_origin(kind) or kind
+        accepted[name] = (float, int) if kind is float else (kind,)
+    return accepted
+
+
+_TYPES = _accepted_types()
+_FLOATS = [name for name, kinds in _TYPES.items() if float in kinds]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -157,7 +140,7 @@ def _checked(values: dict[str, Any], origin: str) -> dict[str, Any]:
         # bool is an int in Python; a stride of `true` is still a mistake.
         if isinstance(value, bool) and bool not in _TYPES[key] or not isinstance(value, _TYPES[key]):
             raise InputError(f"{origin}: {key} has the wrong type ({type(value).__name__})")
-        if key in ("classes", "lines", "zones") and not all(isinstance(c, str) for c in value):
+        if list in _TYPES[key] and not all(isinstance(c, str) for c in value):
             raise InputError(f"{origin}: {key} must be a list of strings")
     return values
 
@@ -166,8 +149,7 @@ def build_config(config_file: str | Path | None = None, **overrides: Any) -> Seg
     """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
     values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
     values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
-    for key in ("score_threshold", "mask_threshold", "fragment_overlap", "start", "zone_overlap", "duration", "reconnect_max", "timeout",
-                "reset_gap", "camera_fps"):
+    for key in _FLOATS:
         if key in values:
             values[key] = float(values[key])
     return SegmentConfig(**values).validate()
