@@ -6,8 +6,8 @@
 For each synthetic scenario (seeded clips under runs/bench/trackers/) the shipped model runs once
 with tracking off and a low score threshold; every tracker then gets exactly those detections, and
 all are scored by the same TrackEval call (`streamseg eval`'s), on masks. Counts are checked too:
-distinct objects per class (each id counted once, under the class it was seen as most) and
-crossings of the centre line, against the clip's true counts (`clip.gt.summary.json`).
+distinct objects per class (each id seen in at least `count_hits` frames counted once, under the
+class it was seen as most: the rule of our summary's count, applied to every tracker) and crossings of the centre line, against the clip's true counts (`clip.gt.summary.json`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from streamseg.formats import instances_to_record
 from streamseg.pipeline import segment
 from streamseg.sinks import JsonlWriter
 from streamseg.synth import CLASS_NAMES, write_clip
-from streamseg.track import Tracker
+from streamseg.track import Tracker, TrackerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "trackers"
@@ -87,19 +87,20 @@ def score(name: str, make, frames: list, gt_path: Path, truth: dict, work: Path)
     return {
         "hota": round(metrics["hota"], 4), "idf1": round(metrics["idf1"], 4), "mota": round(metrics["mota"], 4),
         "id_switches": metrics["id_switches"], "fps": round(len(frames) / seconds, 1),
-        "unique_error": _count_error(_unique_by_majority(tracked), truth["counts"]["unique"]),
+        "unique_error": _count_error(_distinct_objects(tracked), truth["counts"]["unique"]),
         "line_error": sum(_count_error(counter.totals()["lines"]["centre"][d], truth["counts"]["lines"]["centre"][d])
                           for d in ("in", "out")),
     }
 
 
-def _unique_by_majority(tracked: list) -> dict[str, int]:
+def _distinct_objects(tracked: list, min_frames: int = TrackerConfig().count_hits) -> dict[str, int]:
     seen: dict[int, Counter] = {}
     for instances in tracked:
         for track_id, class_id in zip(instances.track_ids.tolist(), instances.class_ids.tolist()):
             if track_id >= 0:
                 seen.setdefault(track_id, Counter())[class_id] += 1
-    return dict(Counter(CLASS_NAMES[votes.most_common(1)[0][0]] for votes in seen.values()))
+    return dict(Counter(CLASS_NAMES[votes.most_common(1)[0][0]] for votes in seen.values()
+                        if votes.total() >= min_frames))
 
 
 def _count_error(predicted: dict[str, int], true: dict[str, int]) -> int:

@@ -64,6 +64,11 @@ class KalmanBox:
         self.x = self.x + gain @ (measured - project @ self.x)
         self.P = (np.eye(8) - gain @ project) @ self.P
 
+    def hold_size(self) -> None:
+        """Stop the box growing or shrinking: an unseen object's size is not changing, and a shrinking
+        prediction would reach one pixel during a long occlusion and nothing would be near enough to re-find it."""
+        self.x[6:8] = 0.0
+
     @property
     def box(self) -> np.ndarray:
         cx, cy, w, h = self.x[:4]
@@ -147,6 +152,8 @@ class Tracker:
             if id(track) in matched:
                 survivors.append(track)
             elif track.confirmed and now - track.last_time <= config.lost_seconds:
+                if not track.lost:
+                    track.kalman.hold_size()
                 track.lost = True
                 survivors.append(track)
         # An unconfirmed track that misses a frame was noise; a confirmed one waits to be re-found.

@@ -135,3 +135,29 @@ def test_confirm_hits_counts_the_first_sighting():
         _, ids = run(frames, TrackerConfig(confirm_hits=hits))
         newcomer = [row[1] if len(row) > 1 else None for row in ids]
         assert [i for i, v in enumerate(newcomer) if v is not None and v >= 0][0] == first_id_frame, (hits, ids)
+
+
+def test_a_shrinking_object_hidden_for_a_while_gets_its_id_back():
+    # A receding disc (radius 18 -> 8) is hidden for 20 frames and comes back a little off its path.
+    # Were the unseen box to go on shrinking, it would reach a point before then, and a point is
+    # near nothing.
+    frames = []
+    for i in range(60):
+        radius = max(18 - 0.8 * i, 8)
+        hidden = 15 <= i < 35
+        frames.append(frame(i, [] if hidden else [(disc(30 + 2 * i + (6 if i >= 35 else 0), 60, radius), 1, 0.9)]))
+    tracker, ids = run(frames)
+    assert ids[14] == [1] and ids[35:] == [[1]] * 25
+    assert list(tracker.counted_ids) == [1]
+
+
+def test_a_lost_track_keeps_its_size():
+    kalman = KalmanBox(np.array([0, 0, 40, 40], float))
+    for step in range(1, 6):  # shrinking by 4 px a frame
+        kalman.predict(1)
+        kalman.update(np.array([2 * step, 2 * step, 40 - 2 * step, 40 - 2 * step], float))
+    kalman.hold_size()
+    width = kalman.x[2]
+    for _ in range(30):
+        kalman.predict(1)
+    assert abs(kalman.x[2] - width) < 1e-6
