@@ -7,7 +7,10 @@ For each synthetic scenario (seeded clips under runs/bench/trackers/) the shippe
 with tracking off and a low score threshold; every tracker then gets exactly those detections, and
 all are scored by the same TrackEval call (`streamseg eval`'s), on masks. Counts are checked too:
 distinct objects per class (each id seen in at least `count_hits` frames counted once, under the
-class it was seen as most: the rule of our summary's count, applied to every tracker) and crossings of the centre line, against the clip's true counts (`clip.gt.summary.json`).
+class it was seen as most: the rule of our summary's count, applied to every tracker) and crossings
+of the centre line, against the clip's true counts (`clip.gt.summary.json`).
+
+(Not named trackers.py: run as a script, that name would shadow the `trackers` package it imports.)
 """
 
 from __future__ import annotations
