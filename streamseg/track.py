@@ -6,7 +6,8 @@ a partly hidden object's track alive without letting noise start new ones. What 
 mask: a track's last mask, shifted by the motion its Kalman filter predicts, is compared with each
 new mask. Two boxes that overlap while their objects cross still have masks that do not, so ids
 do not swap. Lost tracks are kept for ``lost_seconds`` of stream time (not frames, so ``--stride``
-and dropped frames do not change it) and are re-found by predicted position after an occlusion.
+and dropped frames do not change it) and are re-found by predicted position after an occlusion; an object cut from one
+side as it went out of sight is predicted at its full size and the speed of its still-moving edge.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class TrackerConfig:
     confirm_hits: int = 2  # frames a new track must be seen in (the first included) before it gets an id
     count_hits: int = 8  # frames a track must be seen in to count as an object (flickers are not objects)
     lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
-    reacquire_distance: float = 1.0  # a lost track is re-found within this many of its box sizes
+    reacquire_distance: float = 0.7  # a lost track is re-found within this many of its box sizes
     other_class_weight: float = 0.6  # similarity factor for a detection of another class than the track's
 
 
@@ -64,9 +65,24 @@ class KalmanBox:
         self.x = self.x + gain @ (measured - project @ self.x)
         self.P = (np.eye(8) - gain @ project) @ self.P
 
-    def hold_size(self) -> None:
-        """Stop the box growing or shrinking: an unseen object's size is not changing, and a shrinking
-        prediction would reach one pixel during a long occlusion and nothing would be near enough to re-find it."""
+    def coast(self, full_size: np.ndarray) -> None:
+        """Go on without measurements from here: the object has just gone out of sight.
+
+        The box stops growing or shrinking: an unseen object keeps its size, and a box that shrank as
+        its object went out of sight would otherwise be predicted down to a point that nothing is near.
+        An object going behind something, or out of the frame, is cut from one side first: its visible
+        box shrinks while one edge stands still, so the box centre moved at half the object's speed.
+        The edge still moving is the object's speed, and the object is that edge plus ``full_size``.
+        """
+        for axis in (0, 1):
+            centre_speed, size_speed = self.x[4 + axis], self.x[6 + axis]
+            low_edge, high_edge = centre_speed - size_speed / 2, centre_speed + size_speed / 2
+            if size_speed < 0 and low_edge * high_edge >= 0:  # shrinking, both edges the same way: cut on one side
+                low_moves = abs(low_edge) > abs(high_edge)
+                self.x[4 + axis] = low_edge if low_moves else high_edge
+                grow = max(full_size[axis] - self.x[2 + axis], 0.0)
+                self.x[axis] += grow / 2 if low_moves else -grow / 2  # the box grows out past the standing edge
+                self.x[2 + axis] += grow
         self.x[6:8] = 0.0
 
     @property
@@ -84,6 +100,7 @@ class Track:
     mask_origin: tuple[int, int]  # (x, y) of the crop in the frame
     mask_center: np.ndarray  # where the Kalman box centre was when the mask was seen
     last_time: float
+    full_size: np.ndarray  # (w, h): the largest box lately, a maximum that fades over lost_seconds
     hits: int = 1
     score: float = 0.0
     lost: bool = False
@@ -153,7 +170,7 @@ class Tracker:
                 survivors.append(track)
             elif track.confirmed and now - track.last_time <= config.lost_seconds:
                 if not track.lost:
-                    track.kalman.hold_size()
+                    track.kalman.coast(track.full_size)
                 track.lost = True
                 survivors.append(track)
         # An unconfirmed track that misses a frame was noise; a confirmed one waits to be re-found.
@@ -188,7 +205,7 @@ class Tracker:
     def _start(self, found: Instances, index: int, now: float) -> Track:
         box = found.boxes[index]
         track = Track(0, int(found.class_ids[index]), KalmanBox(box), *_crop(found.masks[index], box),
-                      _cxcywh(box)[:2], now, score=float(found.scores[index]))
+                      _cxcywh(box)[:2], now, _cxcywh(box)[2:], score=float(found.scores[index]))
         track.vote(track.class_id, track.score)
         return track
 
@@ -201,6 +218,8 @@ class Tracker:
         track.kalman.update(box)
         track.mask, track.mask_origin = _crop(found.masks[index], box)
         track.mask_center = track.kalman.x[:2].copy()
+        fade = np.exp(-(now - track.last_time) / self.config.lost_seconds)
+        track.full_size = np.maximum(_cxcywh(box)[2:], track.full_size * fade)
         track.last_time, track.score, track.lost = now, float(found.scores[index]), False
         track.hits += 1
         track.vote(int(found.class_ids[index]), track.score)

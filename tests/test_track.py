@@ -153,11 +153,39 @@ def test_a_shrinking_object_hidden_for_a_while_gets_its_id_back():
 
 def test_a_lost_track_keeps_its_size():
     kalman = KalmanBox(np.array([0, 0, 40, 40], float))
-    for step in range(1, 6):  # shrinking by 4 px a frame
+    for step in range(1, 6):  # shrinking by 4 px a frame on both sides: receding, not cut
         kalman.predict(1)
         kalman.update(np.array([2 * step, 2 * step, 40 - 2 * step, 40 - 2 * step], float))
-    kalman.hold_size()
-    width = kalman.x[2]
+    centre, width = kalman.x[:2].copy(), kalman.x[2]
+    kalman.coast(np.array([40.0, 40.0]))
     for _ in range(30):
         kalman.predict(1)
     assert abs(kalman.x[2] - width) < 1e-6
+    assert np.allclose(kalman.x[:2], centre, atol=1.0)
+
+
+def test_an_object_that_went_behind_a_wall_gets_its_id_back():
+    # Going behind the wall, the visible part of the disc narrows, its centre moving at half the disc's
+    # speed, until the detector misses it (under 40 % visible); it comes out on the far side.
+    wall = np.zeros((H, W), bool)
+    wall[:, 70:140] = True
+    frames = []
+    for i in range(50):
+        whole = disc(30 + 3 * i, 60, r=12)
+        visible = whole & ~wall
+        frames.append(frame(i, [(visible, 1, 0.9)] if visible.sum() > 0.4 * whole.sum() else []))
+    tracker, ids = run(frames)
+    hidden = [i for i, frame_ids in enumerate(ids) if not frame_ids]
+    assert len(hidden) >= 8 and ids[0] == [1]
+    assert all(frame_ids == [1] for frame_ids in ids[hidden[-1] + 1:])
+    assert list(tracker.counted_ids) == [1]
+
+
+def test_coasting_an_object_cut_on_one_side_restores_its_size_and_speed():
+    kalman = KalmanBox(np.array([0, 0, 30, 30], float))
+    for step in range(1, 8):  # moving right 3 px a frame into a wall at x = 40
+        kalman.predict(1)
+        kalman.update(np.array([3 * step, 0, min(30 + 3 * step, 40), 30], float))
+    kalman.coast(np.array([30.0, 30.0]))
+    assert abs(kalman.x[2] - 30) < 1e-6 and kalman.x[4] > 2.5  # full width again, the left edge's speed
+    assert abs(kalman.box[0] - 21) < 2  # the left edge stays where it was seen
