@@ -1,10 +1,14 @@
 """Typed settings for a run, from defaults, a TOML file and the command line (in that order).
 
-A TOML file holds the same names as the command-line options, with underscores::
+A TOML file holds the same names as the command-line options, with underscores, and the tracker's
+thresholds in a ``[tracker]`` table (the fields of ``TrackerConfig``)::
 
     model = "shapes"
     score_threshold = 0.6
     inference_size = 288
+
+    [tracker]
+    lost_seconds = 3.0
 
 Unknown keys and values of the wrong type or range are errors: a typo must not be silently ignored.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ import tomllib
 from .count import parse_lines, parse_zones
 from .errors import InputError
 from .models.registry import DEFAULT_MODEL
+from .track import TrackerConfig
 
 
 @dataclass
@@ -43,6 +48,7 @@ class SegmentConfig:
     batch: int | None = None  # frames per forward pass [default: 4 on CUDA, 1 on CPU]
     streams: int = 2  # CUDA streams, each with its own inference thread
     track: bool = True  # give detections track ids across frames
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # its thresholds: a [tracker] table in TOML
     lines: list[str] | None = None  # counting lines, "x1,y1,x2,y2[:name]" each
     zones: list[str] | None = None  # counting zones, "x1,y1,x2,y2,x3,y3,...[:name]" each
     zone_overlap: float = 0.5  # fraction of a mask inside a zone for the object to count as in it
@@ -90,6 +96,7 @@ class SegmentConfig:
         self.camera_dimensions()  # a malformed size fails here
         if (self.lines or self.zones) and not self.track:
             raise InputError("lines and zones count tracked objects; they need tracking on (drop --no-track)")
+        self.tracker.validate()
         parse_lines(self.lines or [])  # a malformed line or zone fails here, before any work starts
         parse_zones(self.zones or [])
         return self
@@ -103,19 +110,20 @@ class SegmentConfig:
         return int(match[1]), int(match[2])
 
 
-def _accepted_types() -> dict[str, tuple[type, ...]]:
-    """Per setting, the Python types a TOML file may give it, read off SegmentConfig's annotations:
-    a float setting also takes an integer (``start = 2``); lists are lists of strings."""
+def _accepted_types(settings: type) -> dict[str, tuple[type, ...]]:
+    """Per setting, the Python types a TOML file may give it, read off the dataclass's annotations:
+    a float setting also takes an integer (``start = 2``); lists are lists of strings; a nested
+    dataclass (the tracker's settings) is a table."""
     accepted = {}
-    for name, hint in typing.get_type_hints(SegmentConfig).items():
+    for name, hint in typing.get_type_hints(settings).items():
         kind = next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
         kind = typing.get_origin(kind) or kind
-        accepted[name] = (float, int) if kind is float else (kind,)
+        accepted[name] = (float, int) if kind is float else (dict, kind) if kind is TrackerConfig else (kind,)
     return accepted
 
 
-_TYPES = _accepted_types()
-_FLOATS = [name for name, kinds in _TYPES.items() if float in kinds]
+_TYPES = _accepted_types(SegmentConfig)
+_TRACKER_TYPES = _accepted_types(TrackerConfig)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -131,25 +139,35 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
 
 
-def _checked(values: dict[str, Any], origin: str) -> dict[str, Any]:
-    known = {f.name for f in fields(SegmentConfig)}
-    unknown = sorted(set(values) - known)
+def _checked(values: dict[str, Any], origin: str, types: dict[str, tuple[type, ...]] = _TYPES,
+             prefix: str = "") -> dict[str, Any]:
+    """``values`` with float settings made floats and the tracker's table checked in turn."""
+    unknown = sorted(set(values) - set(types))
     if unknown:
-        raise InputError(f"{origin}: unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise InputError(f"{origin}: unknown setting {', '.join(prefix + name for name in unknown)} "
+                         f"(known: {', '.join(sorted(types))})")
+    checked = {}
     for key, value in values.items():
         # bool is an int in Python; a stride of `true` is still a mistake.
-        if isinstance(value, bool) and bool not in _TYPES[key] or not isinstance(value, _TYPES[key]):
-            raise InputError(f"{origin}: {key} has the wrong type ({type(value).__name__})")
-        if list in _TYPES[key] and not all(isinstance(c, str) for c in value):
-            raise InputError(f"{origin}: {key} must be a list of strings")
-    return values
+        if isinstance(value, bool) and bool not in types[key] or not isinstance(value, types[key]):
+            raise InputError(f"{origin}: {prefix}{key} has the wrong type ({type(value).__name__})")
+        if list in types[key] and not all(isinstance(c, str) for c in value):
+            raise InputError(f"{origin}: {prefix}{key} must be a list of strings")
+        if isinstance(value, dict):
+            value = _checked(value, origin, _TRACKER_TYPES, f"{key}.")
+        checked[key] = float(value) if float in types[key] else value
+    return checked
 
 
 def build_config(config_file: str | Path | None = None, **overrides: Any) -> SegmentConfig:
-    """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated."""
+    """Defaults, then ``config_file``, then the ``overrides`` that are not None; validated.
+
+    ``tracker`` may be a ``TrackerConfig`` or a dict of some of its fields; a dict from the options
+    is laid over the file's ``[tracker]`` table.
+    """
     values = _checked(read_toml(config_file), str(config_file)) if config_file else {}
-    values.update(_checked({k: v for k, v in overrides.items() if v is not None}, "option"))
-    for key in _FLOATS:
-        if key in values:
-            values[key] = float(values[key])
-    return SegmentConfig(**values).validate()
+    options = _checked({k: v for k, v in overrides.items() if v is not None}, "option")
+    from_file, given = values.pop("tracker", {}), options.pop("tracker", {})
+    # A copy either way: the run must not change a TrackerConfig its caller goes on using.
+    tracker = replace(given) if isinstance(given, TrackerConfig) else TrackerConfig(**{**from_file, **given})
+    return SegmentConfig(**{**values, **options}, tracker=tracker).validate()

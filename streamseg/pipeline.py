@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -232,7 +232,7 @@ class Run:
         self.stats = RunStats()
         self.summary: dict | None = None
         self._latest: Instances | None = None
-        self.tracker = Tracker() if config.track else None  # one per run: ids start at 1 for every source
+        self.tracker = Tracker(config.tracker) if config.track else None  # one per run: ids start at 1 for every source
         self.counter = LineZoneCounter(parse_lines(config.lines or []), parse_zones(config.zones or []),
                                        segmenter.model.class_names, min_overlap=config.zone_overlap)
         self._tally: dict | None = None
@@ -416,6 +416,7 @@ class Run:
         error = error or closing_error
         self.source.close()
         self.stats.wall_seconds = time.perf_counter() - started
+        config = self.segmenter.config
         self.summary = {
             "streamseg": __version__,
             "complete": error is None,
@@ -424,10 +425,11 @@ class Run:
             "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors,
                        **(self.source.report() if isinstance(self.source, LiveSource) else {})},
             "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
-            "config": {"stride": self.segmenter.config.stride, "max_frames": self.segmenter.config.max_frames,
-                       "start": self.segmenter.config.start, "mode": self.segmenter.config.mode,
-                       "batch": self.batch_size, "infer_workers": self.segmenter.infer_workers if self.segmenter.config.mode == "async" else 1,
-                       "track": self.segmenter.config.track, "duration": self.segmenter.config.duration},
+            "config": {"stride": config.stride, "max_frames": config.max_frames, "start": config.start,
+                       "mode": config.mode, "batch": self.batch_size,
+                       "infer_workers": self.segmenter.infer_workers if config.mode == "async" else 1,
+                       "track": config.track, "duration": config.duration,
+                       "tracker": asdict(config.tracker) if config.track else None},
             "run": self.stats.to_dict(),
             "detections": dict(sorted(self.stats.detections.items())),
         }

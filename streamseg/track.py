@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .errors import InputError
 from .instances import Instances
 
 _NO_MATCH = 1e6
@@ -34,6 +35,19 @@ class TrackerConfig:
     lost_seconds: float = 2.0  # how long an unseen track waits to be re-found
     reacquire_distance: float = 0.7  # a lost track is re-found within this many of its box sizes
     other_class_weight: float = 0.6  # similarity factor for a detection of another class than the track's
+
+    def validate(self) -> TrackerConfig:
+        for name in ("high_score", "new_track_score", "min_similarity", "mask_weight", "low_min_iou",
+                     "other_class_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"tracker.{name} must be between 0 and 1, got {getattr(self, name)}")
+        for name in ("confirm_hits", "count_hits"):
+            if getattr(self, name) < 1:
+                raise InputError(f"tracker.{name} must be at least 1 frame, got {getattr(self, name)}")
+        for name in ("lost_seconds", "reacquire_distance"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"tracker.{name} must be positive, got {getattr(self, name)}")
+        return self
 
 
 class KalmanBox:

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from streamseg.config import SegmentConfig, build_config
 from streamseg.errors import InputError
+from streamseg.track import TrackerConfig
 
 
 def test_defaults_then_file_then_options(tmp_path):
@@ -14,6 +15,22 @@ def test_defaults_then_file_then_options(tmp_path):
     assert config.stride == 3  # the option wins
     assert config.classes == ["circle"]
     assert config.model == SegmentConfig().model  # default kept
+
+
+def test_tracker_thresholds_from_the_file_then_the_options(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[tracker]\nlost_seconds = 3\ncount_hits = 5\n")
+    config = build_config(path, tracker={"count_hits": 4})
+    assert config.tracker == TrackerConfig(lost_seconds=3.0, count_hits=4)
+    assert isinstance(config.tracker.lost_seconds, float)
+    given = TrackerConfig(high_score=0.5)
+    assert build_config(path, tracker=given).tracker == given  # a whole TrackerConfig replaces the table
+
+
+def test_the_default_preset_spells_out_the_defaults():
+    from pathlib import Path
+
+    assert build_config(Path(__file__).parents[1] / "configs" / "default.toml") == SegmentConfig()
 
 
 def test_shipped_presets_are_valid():
@@ -35,6 +52,12 @@ def test_shipped_presets_are_valid():
         ("stride = true", "stride has the wrong type"),
         ("classes = [1, 2]", "classes must be a list of strings"),
         ("stride = [", "not valid TOML"),
+        ("[tracker]\nlost_seconds = 0", "tracker.lost_seconds must be positive"),
+        ("[tracker]\nhigh_score = 2", "tracker.high_score must be between 0 and 1"),
+        ("[tracker]\nconfirm_hits = 0", "tracker.confirm_hits must be at least 1"),
+        ("[tracker]\nlost_second = 3", "unknown setting tracker.lost_second"),
+        ("[tracker]\nconfirm_hits = 2.5", "tracker.confirm_hits has the wrong type"),
+        ("tracker = 3", "tracker has the wrong type"),
     ],
 )
 def test_bad_config_files_are_input_errors(tmp_path, text, message):

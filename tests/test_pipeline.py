@@ -125,6 +125,20 @@ def test_lines_and_zones_count_the_true_objects_of_a_clip(tmp_path, synth_clip, 
     assert summary["counts"]["zones"]["left"]["enter"] == dict(entered) and sum(entered.values()) > 0
 
 
+def test_the_configured_tracker_thresholds_are_the_ones_used(tmp_path, synth_clip, tiny_checkpoint):
+    # Ground truth as the detections: every object is a track; count_hits decides which count.
+    truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
+    uniques = {}
+    for count_hits in (1, len(truth) + 1):
+        segmenter = _segmenter(tiny_checkpoint, video=False, tracker={"count_hits": count_hits})
+        segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+        list(segmenter.run(str(synth_clip), tmp_path / str(count_hits)))
+        summary = json.loads((tmp_path / str(count_hits) / "summary.json").read_text())
+        assert summary["config"]["tracker"]["count_hits"] == count_hits
+        uniques[count_hits] = sum(summary["counts"]["unique"].values())
+    assert uniques[1] > 0 and uniques[len(truth) + 1] == 0  # no track is seen in more frames than the clip has
+
+
 def test_trails_follow_each_visible_track_for_the_configured_length(tmp_path, synth_clip, tiny_checkpoint):
     truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
     segmenter = _segmenter(tiny_checkpoint, trail=5, max_frames=20)
