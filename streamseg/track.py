@@ -6,8 +6,9 @@ a partly hidden object's track alive without letting noise start new ones. What 
 mask: a track's last mask, shifted by the motion its Kalman filter predicts, is compared with each
 new mask. Two boxes that overlap while their objects cross still have masks that do not, so ids
 do not swap. Lost tracks are kept for ``lost_seconds`` of stream time (not frames, so ``--stride``
-and dropped frames do not change it) and are re-found by predicted position after an occlusion; an object cut from one
-side as it went out of sight is predicted at its full size and the speed of its still-moving edge.
+and dropped frames do not change it) and are re-found by predicted position after an occlusion; an
+object cut from one side as it went out of sight is predicted at its full size and at the speed of
+its still-moving edge.
 """
 
 from __future__ import annotations
