@@ -12,6 +12,7 @@ survive thresholds and NMS: pasting masks that are thrown away afterwards is mos
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,11 +92,16 @@ class Predictor:
         self.class_filter = self._class_ids(classes) if classes else None
         self.cuda = model.device.type == "cuda"
         self._lanes = threading.local()
+        # The settings live on this predictor's own shallow copies of the two parts that read them, never
+        # on the shared model: several predictors (Segmenters, sources) may use one loaded model at once.
+        # The copies share every weight. Scores below the threshold never reach the mask head: the
+        # cheapest detection is one not made.
         module = model.module
-        # Scores below the threshold never reach the mask head: the cheapest detection is one not made.
-        module.roi_heads.score_thresh = score_threshold
-        module.transform.min_size = (self.inference_size,)
-        module.transform.max_size = max(module.transform.max_size, round(self.inference_size * 1333 / 800))
+        self.transform = copy.copy(module.transform)
+        self.transform.min_size = (self.inference_size,)
+        self.transform.max_size = max(module.transform.max_size, round(self.inference_size * 1333 / 800))
+        self.roi_heads = copy.copy(module.roi_heads)
+        self.roi_heads.score_thresh = score_threshold
 
     def _class_ids(self, classes: Sequence[str]) -> np.ndarray:
         names = list(self.model.class_names)
@@ -136,10 +142,10 @@ class Predictor:
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.cuda else contextlib.nullcontext()
         with stream, autocast:
             images = self._upload([f.image for f in frames])
-            batch, _ = module.transform(images)
+            batch, _ = self.transform(images)
             features = module.backbone(batch.tensors)
             proposals, _ = module.rpn(batch, features)
-            detections, _ = module.roi_heads(features, proposals, batch.image_sizes)
+            detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
             raws = []
             for found, resized, frame in zip(detections, batch.image_sizes, frames):
                 height, width = frame.image.shape[:2]

@@ -14,6 +14,7 @@ def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape)
     predictor = Predictor(model, score_threshold=0.0, agnostic_nms=None, fragment_overlap=1.0)
     image = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
     ours = predictor.predict([Frame(3, 0.1, image)])[0]
+    model.module.roi_heads.score_thresh = 0.0  # the predictor's threshold lives on the predictor, not the model
     with torch.inference_mode():
         theirs = model.module([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
     assert len(ours) == len(theirs["scores"]) > 0
@@ -24,6 +25,20 @@ def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape)
     for a, b in zip(ours.masks, reference):
         assert (a & b).sum() >= 0.99 * (a | b).sum()
     assert ours.masks.shape == (len(ours), *shape) and ours.frame_index == 3
+
+
+def test_predictors_sharing_one_model_keep_their_own_settings(tiny_checkpoint):
+    model = load_model(str(tiny_checkpoint), device="cpu")
+    before = (model.module.roi_heads.score_thresh, model.module.transform.min_size)
+    loose = Predictor(model, score_threshold=0.0, inference_size=160, fragment_overlap=1.0)
+    strict = Predictor(model, score_threshold=0.9, inference_size=96, fragment_overlap=1.0)
+    image = np.random.default_rng(4).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    alone = Predictor(load_model(str(tiny_checkpoint), device="cpu"), score_threshold=0.0, inference_size=160,
+                      fragment_overlap=1.0).predict([Frame(0, 0.0, image)])[0]
+    shared = loose.predict([Frame(0, 0.0, image)])[0]  # after strict was made: its settings must not leak in
+    assert len(shared) == len(alone) > 0 and np.allclose(shared.scores, alone.scores)
+    assert all(strict.predict([Frame(0, 0.0, image)])[0].scores >= 0.9)
+    assert (model.module.roi_heads.score_thresh, model.module.transform.min_size) == before
 
 
 def test_a_batch_gives_what_single_frames_give(tiny_checkpoint):
