@@ -71,7 +71,7 @@ def test_torchvision_models_build_without_weights():
     assert model.default_input_size == 800
 
 
-def test_offline_coco_weights_give_one_actionable_line(tmp_path, monkeypatch):
+def test_offline_coco_weights_give_one_actionable_line(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
     def offline(*args, **kwargs):
@@ -82,6 +82,7 @@ def test_offline_coco_weights_give_one_actionable_line(tmp_path, monkeypatch):
         load_model("maskrcnn_resnet50_fpn", device="cpu")
     message = str(info.value)
     assert "\n" not in message and "--weights FILE" in message and str(tmp_path / "hub") in message
+    assert capfd.readouterr() == ("", "")  # torch's own "Downloading: ..." line stays out of the way
 
 
 def test_coco_weights_come_from_the_hub_cache(tmp_path, monkeypatch):

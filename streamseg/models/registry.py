@@ -98,8 +98,9 @@ def coco_state_dict(architecture: str) -> dict:
     weights = _coco_weights(architecture)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        # torch.hub announces every download attempt on stderr; the outcome is reported below instead.
-        with contextlib.redirect_stderr(io.StringIO()):
+        # torch.hub announces every download attempt on stdout (a progress bar goes to stderr), even one
+        # that fails at once offline; the outcome is reported below instead, as one line.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - offline, proxy, corrupt cache: one actionable line
         raise ModelError(
