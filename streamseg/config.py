@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import tomllib
@@ -61,6 +62,15 @@ class SegmentConfig:
     reset_gap: float = 5.0  # after an outage this long (seconds), tracking starts afresh with new ids
     camera_size: str | None = None  # "WIDTHxHEIGHT" asked of a camera
     camera_fps: float | None = None  # frame rate asked of a camera
+
+    def __post_init__(self) -> None:
+        # Built from Python as well as from TOML and the command line, and held to the same rules:
+        # a stride of 0 must fail here with one clear line, not later inside a worker thread.
+        values = _checked({f.name: getattr(self, f.name) for f in fields(self)}, "SegmentConfig")
+        if isinstance(values["tracker"], dict):
+            values["tracker"] = TrackerConfig(**values["tracker"])
+        self.__dict__.update(values)
+        self.validate()
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold", "fragment_overlap"):
@@ -116,9 +126,12 @@ def _accepted_types(settings: type) -> dict[str, tuple[type, ...]]:
     dataclass (the tracker's settings) is a table."""
     accepted = {}
     for name, hint in typing.get_type_hints(settings).items():
-        kind = next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else (hint,)
+        kind = next(arg for arg in kinds if arg is not type(None))
         kind = typing.get_origin(kind) or kind
         accepted[name] = (float, int) if kind is float else (dict, kind) if kind is TrackerConfig else (kind,)
+        if type(None) in kinds:  # optional: None means "the default" (TOML has no null, Python does)
+            accepted[name] += (type(None),)
     return accepted
 
 
@@ -151,11 +164,11 @@ def _checked(values: dict[str, Any], origin: str, types: dict[str, tuple[type, .
         # bool is an int in Python; a stride of `true` is still a mistake.
         if isinstance(value, bool) and bool not in types[key] or not isinstance(value, types[key]):
             raise InputError(f"{origin}: {prefix}{key} has the wrong type ({type(value).__name__})")
-        if list in types[key] and not all(isinstance(c, str) for c in value):
+        if isinstance(value, list) and not all(isinstance(c, str) for c in value):
             raise InputError(f"{origin}: {prefix}{key} must be a list of strings")
         if isinstance(value, dict):
             value = _checked(value, origin, _TRACKER_TYPES, f"{key}.")
-        checked[key] = float(value) if float in types[key] else value
+        checked[key] = float(value) if float in types[key] and value is not None else value
     return checked
 
 
@@ -170,4 +183,4 @@ def build_config(config_file: str | Path | None = None, **overrides: Any) -> Seg
     from_file, given = values.pop("tracker", {}), options.pop("tracker", {})
     # A copy either way: the run must not change a TrackerConfig its caller goes on using.
     tracker = replace(given) if isinstance(given, TrackerConfig) else TrackerConfig(**{**from_file, **given})
-    return SegmentConfig(**{**values, **options}, tracker=tracker).validate()
+    return SegmentConfig(**{**values, **options}, tracker=tracker)
