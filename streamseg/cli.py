@@ -100,7 +100,7 @@ def _progress(quiet: bool) -> Progress:
 def segment(
     source: str = typer.Argument(..., help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source name>)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out (its files only; a folder holding anything else is refused)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options; the command line wins."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
@@ -143,6 +143,7 @@ def segment(
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
     from .capture import redact
+    from .models.registry import DEFAULT_MODEL
     from .pipeline import Segmenter, run_name
     from .window import Window
 
@@ -185,9 +186,13 @@ def segment(
     if export_formats and not settings.json:
         raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
     window = Window(f"streamseg: {redact(source)}") if show else None  # no display: fail now, before the model loads
+    if settings.model == DEFAULT_MODEL and not quiet:
+        # A newcomer's own video through the demo model gives dozens of false "objects"; say why up front.
+        console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of `streamseg synth`; "
+                      "for real objects use --model maskrcnn_resnet50_fpn_v2 (COCO)", soft_wrap=True)
     try:
-        run = Segmenter(settings).run(source, out, overwrite, keep_overlays=show)
-        _follow(run, window, quiet)
+        with Segmenter(settings).run(source, out, overwrite, keep_overlays=show) as run:
+            _follow(run, window, quiet)
     finally:
         if window is not None:
             window.close()
@@ -387,11 +392,14 @@ def export_tracks(
     print(export(frames, fmt, out))
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    # A service manager's stop (SIGTERM) ends a run like Ctrl-C does: outputs finalized, summary written.
+def _stop(signum: int, frame: object) -> None:
+    # Ctrl-C and a service manager's stop (SIGTERM) end a run alike: outputs finalized, summary written.
     raise KeyboardInterrupt
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGINT too: Python installs its Ctrl-C handler only where SIGINT is not ignored at start, and a
+    # non-interactive shell starts background jobs with SIGINT ignored (`streamseg ... & kill -INT $!`).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     app(prog_name="streamseg")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -28,6 +28,7 @@ import torch
 from . import __version__
 from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
+from .cpus import usable_cpus
 from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor, RawDetections
 from .errors import InputError, OutputError, PipelineError, StreamsegError
@@ -35,6 +36,7 @@ from .formats import instances_to_record
 from .instances import Frame, Instances
 from .live import LiveOptions, LiveSource, iso_utc
 from .models.registry import LoadedModel, load_model
+from .outputs import JSONL_FILE, SUMMARY_FILE, VIDEO_FILE, prepare_output_dir
 from .render import OverlayRenderer
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import FrameSource, open_source
@@ -84,14 +86,18 @@ class RunStats:
     detections: Counter = field(default_factory=Counter)
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
-        # Each stage is timed by the one thread that runs it, so no lock is needed.
+        """Add the block's seconds to ``stage``: thread-seconds, so several inference workers add up."""
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.stage_seconds[stage] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            with self._lock:  # inference workers time the same stage from several threads
+                self.stage_seconds[stage] += elapsed
 
     def latency_ms(self, percentile: float) -> float | None:
         return round(float(np.percentile(self.latencies, percentile)) * 1000, 2) if self.latencies else None
@@ -122,23 +128,6 @@ def run_name(spec: str | os.PathLike) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stream"
 
 
-def prepare_output_dir(out: Path, overwrite: bool) -> None:
-    """Create ``out`` for a new run; an existing non-empty run is refused unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{out}: already holds a run; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-
-
 def _reportable(error: BaseException) -> BaseException:
     """The error to raise: ours and interruptions as they are, anything else as a PipelineError."""
     if isinstance(error, (StreamsegError, KeyboardInterrupt, GeneratorExit)):
@@ -163,7 +152,7 @@ class Segmenter:
     """
 
     def __init__(self, config: SegmentConfig | None = None, model: LoadedModel | None = None):
-        self.config = config or SegmentConfig()
+        self.config = (config or SegmentConfig()).validate()  # again: a caller may have changed it since
         self.model = model or load_model(self.config.model, self.config.weights, self.config.device)
         self.predictor = Predictor(
             self.model,
@@ -180,7 +169,7 @@ class Segmenter:
         # workers beat one 2-thread worker (27-31 vs 33-41 ms/frame measured), and a 1-thread pass is
         # not stalled when the render or encode thread takes a core away from it.
         self.batch_size = self.config.batch or (4 if cuda else 1)
-        cores = os.cpu_count() or 1
+        cores = usable_cpus()
         self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
 
@@ -240,13 +229,38 @@ class Run:
         self._trails: dict[int, list] | None = None
         self.video: VideoWriter | None = None
         self.jsonl: JsonlWriter | None = None
+        self._results: Iterator[FrameResult] | None = None
         if out is not None:
-            prepare_output_dir(out, overwrite)
-            info = self.source.info
-            if config.video:
-                self.video = VideoWriter(out / "overlay.mp4", info.width, info.height, info.time_base, info.fps)
-            if config.json:
-                self.jsonl = JsonlWriter(out / "frames.jsonl")
+            try:
+                self._open_outputs(out, overwrite)
+            except BaseException:
+                self._close_sinks()
+                self.source.close()  # a live source's reader thread and connection go with the failed run
+                raise
+
+    def _open_outputs(self, out: Path, overwrite: bool) -> None:
+        config, info = self.segmenter.config, self.source.info
+        prepare_output_dir(out, overwrite)
+        if config.video:
+            self.video = VideoWriter(out / VIDEO_FILE, info.width, info.height, info.time_base, info.fps)
+        if config.json:
+            self.jsonl = JsonlWriter(out / JSONL_FILE)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the run now: threads stopped, source closed, outputs finished and the summary written.
+
+        Iterating to the end does this too; a run left before its end, or never iterated, needs it.
+        """
+        if self._results is not None:
+            self._results.close()  # the iteration's own clean-up, if it started
+        if self.summary is None:
+            self._finalize(time.perf_counter(), GeneratorExit())
 
     @property
     def total_frames(self) -> int | None:
@@ -257,6 +271,9 @@ class Run:
     def stop(self, reason: str) -> None:
         """End the run at the next frame as if the source had ended (a window closed, a time limit)."""
         self.stopped_by = reason
+        self._stop_source()
+
+    def _stop_source(self) -> None:
         if isinstance(self.source, LiveSource):
             self.source.stop()
 
@@ -292,41 +309,47 @@ class Run:
         return batch
 
     def _postprocess(self, batch: _Batch) -> _Batch:
-        segmenter, stats = self.segmenter, self.stats
-        names = segmenter.model.class_names
         raws = iter(batch.raws)
-        with stats.timed("postprocess"):
-            for frame, infer in zip(batch.frames, batch.infer):
-                record = None
-                self._dropped += frame.dropped_before
-                self._events += frame.events
-                if infer:  # frame indices count from 0 at the first decoded frame, so the first is inferred
-                    self._latest = segmenter.predictor.postprocess(next(raws), frame)
-                    if self.tracker is not None and any((e.get("gap_seconds") or 0) >= segmenter.config.reset_gap
-                                                        for e in self._events):
-                        self.tracker.reset()  # after a long outage the scene has changed: no id carries over
-                    if self.tracker is not None:
-                        with stats.timed("track"):
-                            self._latest = self.tracker.update(self._latest)
-                    stats.frames_inferred += 1
-                    stats.detections.update(names[c] for c in self._latest.class_ids)
-                    record = instances_to_record(self._latest, names)
-                    if frame.wall_time is not None:
-                        record["wall_time"] = iso_utc(frame.wall_time)
-                        record["dropped_before"], self._dropped = self._dropped, 0
-                    if self._events:
-                        record["source_events"], self._events = self._events, []
-                    if self.counter:
-                        with stats.timed("count"):
-                            record["counts"], record["events"] = self.counter.update(self._latest)
-                            self.counter.forget({track.id for track in self.tracker.tracks})
-                            self._tally = self.counter.state()
-                    if self.tracker is not None and segmenter.config.trail:
-                        self._trails = self._follow(self._latest)
-                batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
-                                                 trails=self._trails, decoded_at=batch.decoded_at))
+        for frame, infer in zip(batch.frames, batch.infer):
+            self._dropped += frame.dropped_before
+            self._events += frame.events
+            # Frame indices count from 0 at the first decoded frame, so the first is inferred.
+            record = self._analyse(next(raws), frame) if infer else None
+            batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
+                                             trails=self._trails, decoded_at=batch.decoded_at))
         batch.raws = []  # device memory goes back as soon as it is read
         return batch
+
+    def _analyse(self, raw: RawDetections, frame: Frame) -> dict:
+        """One inferred frame's instances: predicted, tracked, counted; returns its JSONL record.
+
+        Each part is timed as its own stage, none inside another, so the stage times add up.
+        """
+        segmenter, stats, config = self.segmenter, self.stats, self.segmenter.config
+        with stats.timed("postprocess"):
+            self._latest = segmenter.predictor.postprocess(raw, frame)
+        if self.tracker is not None:
+            if any((e.get("gap_seconds") or 0) >= config.reset_gap for e in self._events):
+                self.tracker.reset()  # after a long outage the scene has changed: no id carries over
+            with stats.timed("track"):
+                self._latest = self.tracker.update(self._latest)
+                if config.trail:
+                    self._trails = self._follow(self._latest)
+        with stats.timed("postprocess"):
+            stats.frames_inferred += 1
+            stats.detections.update(segmenter.model.class_names[c] for c in self._latest.class_ids)
+            record = instances_to_record(self._latest, segmenter.model.class_names)
+            if frame.wall_time is not None:
+                record["wall_time"] = iso_utc(frame.wall_time)
+                record["dropped_before"], self._dropped = self._dropped, 0
+            if self._events:
+                record["source_events"], self._events = self._events, []
+        if self.counter:
+            with stats.timed("count"):
+                record["counts"], record["events"] = self.counter.update(self._latest)
+                self.counter.forget({track.id for track in self.tracker.tracks})
+                self._tally = self.counter.state()
+        return record
 
     def _follow(self, instances: Instances) -> dict[int, list]:
         """Extend each visible track's path; forget the paths of tracks the tracker has dropped."""
@@ -390,6 +413,12 @@ class Run:
         yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency)
 
     def __iter__(self) -> Iterator[FrameResult]:
+        """The results, once: a second ``iter()`` continues where the first stopped, as a source does."""
+        if self._results is None:
+            self._results = self._iterate()
+        return self._results
+
+    def _iterate(self) -> Iterator[FrameResult]:
         started = time.perf_counter()
         error: BaseException | None = None
         steps = self._steps()
@@ -402,10 +431,13 @@ class Run:
                 raise
             raise _reportable(exc) from exc
         finally:
+            # The source first: a stage thread waiting on a stalled live stream would hold up the rest.
+            self._stop_source()
             steps.close()  # stops the stage threads before the sinks close
             self._finalize(started, error)
 
-    def _finalize(self, started: float, error: BaseException | None) -> None:
+    def _close_sinks(self) -> StreamsegError | None:
+        """Close the video and JSONL; the first error closing them, if any."""
         closing_error = None
         for sink in (self.video, self.jsonl):
             if sink is not None:
@@ -413,6 +445,10 @@ class Run:
                     sink.close()
                 except StreamsegError as exc:
                     closing_error = closing_error or exc
+        return closing_error
+
+    def _finalize(self, started: float, error: BaseException | None) -> None:
+        closing_error = self._close_sinks()
         error = error or closing_error
         self.source.close()
         self.stats.wall_seconds = time.perf_counter() - started
@@ -438,7 +474,7 @@ class Run:
             unique = Counter(names[c] for c in self.tracker.counted_ids.values())
             self.summary["counts"] = {"unique": dict(sorted(unique.items())), **self.counter.totals()}
         if self.out is not None and self.out.is_dir():
-            write_json_atomic(self.out / "summary.json", self.summary)
+            write_json_atomic(self.out / SUMMARY_FILE, self.summary)
         if closing_error is not None and closing_error is error:
             raise closing_error
 

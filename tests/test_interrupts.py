@@ -68,3 +68,23 @@ def test_sigkill_leaves_a_playable_video_and_valid_lines(tmp_path, long_clip, ti
     assert [r["frame"] for r in complete] == list(range(len(complete))) and len(complete) >= 30
     assert decoded_frames(out / "overlay.mp4") >= 30  # fragments written so far decode
     assert not (out / "summary.json").exists()  # no summary pretends the run completed
+
+
+def test_sigint_ends_a_run_started_in_the_background_of_a_script(tmp_path, long_clip, tiny_checkpoint):
+    # A non-interactive shell starts background jobs with SIGINT ignored; Python then installs no Ctrl-C
+    # handler of its own, so streamseg must install one.
+    out = tmp_path / "run"
+    command = " ".join([sys.executable, "-m", "streamseg", "segment", str(long_clip), "--model", str(tiny_checkpoint),
+                        "--out", str(out), "--score-threshold", "0.05", "--quiet"])
+    script = subprocess.Popen(["bash", "-c", f"{command} 2>{tmp_path / 'stderr'} & echo $!; wait $!; echo exit $?"],
+                              stdout=subprocess.PIPE, text=True)
+    pid = int(script.stdout.readline())
+    jsonl, deadline = out / "frames.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 30):
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGINT)
+    rest, _ = script.communicate(timeout=60)
+    assert rest.strip() == "exit 130", (tmp_path / "stderr").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["reason"] == "interrupted"
+    assert decoded_frames(out / "overlay.mp4") >= 30

@@ -93,6 +93,15 @@ def test_existing_run_is_not_overwritten_without_asking(tmp_path, synth_clip, ti
     assert len(list(read_records(out / "frames.jsonl"))) == 3
 
 
+def test_the_default_model_says_once_what_it_knows(tmp_path, synth_clip):
+    args = ["segment", synth_clip, "--out", tmp_path / "run", "--max-frames", "1", "--no-video"]
+    told = run_cli(*args)
+    assert told.returncode == 0, told.stderr
+    assert told.stderr.count("note: the default model 'shapes' knows only the synthetic shapes") == 1
+    assert "--model maskrcnn_resnet50_fpn_v2" in told.stderr
+    assert "note:" not in run_cli(*args, "--overwrite", "--quiet").stderr
+
+
 def test_vtest_first_30_frames(tmp_path, tiny_checkpoint):
     clip = opencv_clip("vtest.avi", tmp_path)
     out = tmp_path / "run"
