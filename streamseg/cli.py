@@ -186,12 +186,13 @@ def segment(
     if export_formats and not settings.json:
         raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
     window = Window(f"streamseg: {redact(source)}") if show else None  # no display: fail now, before the model loads
-    if settings.model == DEFAULT_MODEL and not quiet:
-        # A newcomer's own video through the demo model gives dozens of false "objects"; say why up front.
-        console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of `streamseg synth`; "
-                      "for real objects use --model maskrcnn_resnet50_fpn_v2 (COCO)", soft_wrap=True)
     try:
         with Segmenter(settings).run(source, out, overwrite, keep_overlays=show) as run:
+            if settings.model == DEFAULT_MODEL and not quiet:
+                # A newcomer's own video through the demo model gives dozens of false "objects": say why at once.
+                console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of "
+                              "`streamseg synth`; for real objects use --model maskrcnn_resnet50_fpn_v2 (COCO)",
+                              soft_wrap=True)
             _follow(run, window, quiet)
     finally:
         if window is not None:
