@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .instances import Instances
+from .instances import Instances, overlap
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,8 @@ class LineZoneCounter:
         if state.mask is None or state.mask.shape != (instances.height, instances.width):
             state.mask = zone.mask(instances.height, instances.width)
         areas = instances.areas
-        inside_area = (instances.masks & state.mask).sum(axis=(1, 2))
+        frame = (0, 0, instances.width, instances.height)
+        inside_area = [overlap(crop, box, state.mask, frame) for crop, box in zip(instances.crops, instances.crop_boxes.tolist())]
         occupancy: Counter = Counter()
         for track_id, label, area, within in zip(ids.tolist(), labels, areas, inside_area):
             inside = bool(area > 0 and within >= self.min_overlap * area)

@@ -187,7 +187,7 @@ class CocoDataset(Dataset):
             gt = Instances.empty(height, width, frame_index=i)
         else:
             stacked = np.stack([masks[j] for j in keep])
-            gt = Instances(
+            gt = Instances.from_masks(
                 boxes=_boxes_from_masks(stacked),
                 scores=np.ones(len(keep), np.float32),
                 class_ids=np.array([entry.objects[j].label for j in keep], np.int64),

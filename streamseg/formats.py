@@ -23,12 +23,33 @@ from .errors import InputError
 from .instances import Instances
 
 
-def encode_masks(masks: np.ndarray) -> list[dict]:
-    """COCO compressed RLEs of (N, H, W) boolean masks, counts as str (JSON-ready)."""
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+def encode_masks(instances: Instances) -> list[dict]:
+    """COCO compressed RLEs of the instances' masks, counts as str (JSON-ready), made from their crops."""
+    return [encode_crop(crop, box, instances.height, instances.width)
+            for crop, box in zip(instances.crops, instances.crop_boxes.tolist())]
+
+
+def encode_crop(crop: np.ndarray, box: Sequence[int], height: int, width: int) -> dict:
+    """The COCO RLE of a full (height, width) frame that is ``crop`` inside ``box`` and empty elsewhere.
+
+    Byte for byte what ``pycocotools.mask.encode`` gives for the full-frame mask, without making it:
+    the frame's column-major runs change value only at the crop's edges of 0s and 1s, column by column.
+    """
+    x0, y0, x1, y1 = box
+    rows = y1 - y0
+    padded = np.zeros((x1 - x0, rows + 2), np.int8)  # each crop column between two empty pixels
+    padded[:, 1:-1] = crop.T
+    column, row = np.nonzero(np.diff(padded, axis=1))  # in column-major order of the frame
+    changes = (x0 + column) * height + y0 + row
+    if rows == height:
+        # A run that reaches the foot of one column goes on at the head of the next: not a change.
+        joined = np.flatnonzero(changes[1:] == changes[:-1])
+        changes = np.delete(changes, np.r_[joined, joined + 1])
+    counts = np.diff(np.r_[0, changes, height * width])
+    if len(counts) > 1 and counts[-1] == 0:  # the mask runs to the last pixel: no empty run after it
+        counts = counts[:-1]
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
@@ -39,9 +60,9 @@ def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
     return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
-def instances_to_record(inst: Instances, class_names: Sequence[str]) -> dict:
-    """The JSONL record of one frame's instances."""
-    rles = encode_masks(inst.masks)
+def instances_to_record(inst: Instances, class_names: Sequence[str], rles: list[dict] | None = None) -> dict:
+    """The JSONL record of one frame's instances (``rles``: their masks, if already encoded)."""
+    rles = encode_masks(inst) if rles is None else rles
     areas = inst.areas
     ids = inst.track_ids
     objects = []
@@ -73,7 +94,7 @@ def record_to_instances(record: dict) -> Instances:
     objects = record["instances"]
     height, width = int(record["height"]), int(record["width"])
     ids = [o.get("id") for o in objects]
-    return Instances(
+    return Instances.from_masks(
         boxes=np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
         scores=np.array([o["score"] for o in objects], np.float32),
         class_ids=np.array([o["class_id"] for o in objects], np.int64),

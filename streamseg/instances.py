@@ -1,13 +1,16 @@
 """The one data currency: what a frame is and what was found in it.
 
-``Frame`` comes out of a source; ``Instances`` comes out of the model and is then annotated in
-place by later stages (tracker fills ``track_ids``). Arrays are numpy, on the CPU, in frame pixels.
+``Frame`` comes out of a source; ``Instances`` comes out of the model and is then annotated by later
+stages (the tracker fills ``track_ids``). Arrays are numpy, on the CPU, in frame pixels; masks are
+kept as crops of their boxes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
@@ -48,12 +51,20 @@ class Instances:
 
     ``class_ids`` index ``class_names`` of the model (0 is background, as in torchvision).
     ``track_ids`` is None until a tracker has run; afterwards -1 marks an unmatched detection.
+
+    Masks live as box crops: instance ``i``'s mask is ``crops[i]``, the pixels of frame rows
+    ``crop_boxes[i, 1]:crop_boxes[i, 3]`` and columns ``crop_boxes[i, 0]:crop_boxes[i, 2]``; every
+    pixel outside its crop box is outside the mask. A 1080p frame with ten objects holds their boxes'
+    pixels, not ten full frames. :attr:`masks` makes the full-frame (N, H, W) array when asked for.
     """
 
     boxes: np.ndarray  # (N, 4) float32, xyxy pixels
     scores: np.ndarray  # (N,) float32
     class_ids: np.ndarray  # (N,) int64
-    masks: np.ndarray  # (N, H, W) bool
+    crops: list[np.ndarray]  # N bool arrays, crop i of shape (y1 - y0, x1 - x0) of crop_boxes[i]
+    crop_boxes: np.ndarray  # (N, 4) int64, x0, y0, x1, y1 in frame pixels, exclusive ends, inside the frame
+    height: int
+    width: int
     frame_index: int = 0
     time: float = 0.0
     track_ids: np.ndarray | None = None  # (N,) int64
@@ -61,63 +72,87 @@ class Instances:
 
     def __post_init__(self) -> None:
         n = len(self.scores)
-        if self.boxes.shape != (n, 4) or self.class_ids.shape != (n,) or self.masks.shape[0] != n:
+        if self.boxes.shape != (n, 4) or self.class_ids.shape != (n,) or self.crop_boxes.shape != (n, 4) or len(self.crops) != n:
             raise ValueError(
                 f"inconsistent instance arrays: boxes {self.boxes.shape}, scores {self.scores.shape}, "
-                f"class_ids {self.class_ids.shape}, masks {self.masks.shape}"
+                f"class_ids {self.class_ids.shape}, crop_boxes {self.crop_boxes.shape}, {len(self.crops)} crops"
             )
+        for crop, (x0, y0, x1, y1) in zip(self.crops, self.crop_boxes.tolist()):
+            if crop.shape != (y1 - y0, x1 - x0) or not (0 <= x0 <= x1 <= self.width and 0 <= y0 <= y1 <= self.height):
+                raise ValueError(f"a crop of shape {crop.shape} does not fit its box {(x0, y0, x1, y1)} "
+                                 f"in a {self.width}x{self.height} frame")
         if self.track_ids is not None and self.track_ids.shape != (n,):
             raise ValueError(f"track_ids shape {self.track_ids.shape} does not match {n} instances")
 
     def __len__(self) -> int:
         return len(self.scores)
 
-    @property
-    def height(self) -> int:
-        return int(self.masks.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.masks.shape[2])
-
-    @property
-    def areas(self) -> np.ndarray:
-        return self.masks.sum(axis=(1, 2), dtype=np.int64)
-
-    @property
-    def centroids(self) -> np.ndarray:
-        """(N, 2) x, y of each mask's centre of mass, in pixel-centre coordinates; NaN for an empty mask."""
-        if len(self) == 0:
-            return np.zeros((0, 2))
-        area = self.masks.sum(axis=(1, 2)).astype(np.float64)
-        area[area == 0] = np.nan
-        xs = self.masks.sum(axis=1) @ (np.arange(self.width) + 0.5) / area
-        ys = self.masks.sum(axis=2) @ (np.arange(self.height) + 0.5) / area
-        return np.stack([xs, ys], axis=1)
+    @classmethod
+    def from_masks(cls, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, masks: np.ndarray,
+                   frame_index: int = 0, time: float = 0.0, track_ids: np.ndarray | None = None) -> Instances:
+        """Instances from full-frame (N, H, W) masks, each cropped to the extent of its pixels."""
+        height, width = masks.shape[1:]
+        crop_boxes = np.array([_extent(mask) for mask in masks], np.int64).reshape(-1, 4)
+        crops = [mask[y0:y1, x0:x1].copy() for mask, (x0, y0, x1, y1) in zip(masks, crop_boxes.tolist())]
+        return cls(boxes, scores, class_ids, crops, crop_boxes, int(height), int(width), frame_index, time, track_ids)
 
     @classmethod
     def empty(cls, height: int, width: int, frame_index: int = 0, time: float = 0.0) -> Instances:
-        return cls(
-            boxes=np.zeros((0, 4), np.float32),
-            scores=np.zeros((0,), np.float32),
-            class_ids=np.zeros((0,), np.int64),
-            masks=np.zeros((0, height, width), bool),
-            frame_index=frame_index,
-            time=time,
-        )
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), [],
+                   np.zeros((0, 4), np.int64), height, width, frame_index=frame_index, time=time)
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) full-frame boolean masks, made on first use: the pipeline itself never needs them."""
+        full = np.zeros((len(self), self.height, self.width), bool)
+        for plane, crop, (x0, y0, x1, y1) in zip(full, self.crops, self.crop_boxes.tolist()):
+            plane[y0:y1, x0:x1] = crop
+        return full
+
+    @cached_property
+    def areas(self) -> np.ndarray:
+        return np.array([np.count_nonzero(crop) for crop in self.crops], np.int64)
+
+    @cached_property
+    def centroids(self) -> np.ndarray:
+        """(N, 2) x, y of each mask's centre of mass, in pixel-centre coordinates; NaN for an empty mask."""
+        centres = np.full((len(self), 2), np.nan)
+        for centre, crop, area, (x0, y0, _, _) in zip(centres, self.crops, self.areas, self.crop_boxes.tolist()):
+            if area:
+                centre[0] = crop.sum(axis=0) @ (np.arange(crop.shape[1]) + x0 + 0.5) / area
+                centre[1] = crop.sum(axis=1) @ (np.arange(crop.shape[0]) + y0 + 0.5) / area
+        return centres
 
     def select(self, keep: np.ndarray) -> Instances:
         """The subset chosen by a boolean mask or index array, same frame."""
-        return Instances(
-            boxes=self.boxes[keep],
-            scores=self.scores[keep],
-            class_ids=self.class_ids[keep],
-            masks=self.masks[keep],
+        indices = np.arange(len(self))[keep]
+        chosen = Instances(
+            boxes=self.boxes[indices],
+            scores=self.scores[indices],
+            class_ids=self.class_ids[indices],
+            crops=[self.crops[i] for i in indices],
+            crop_boxes=self.crop_boxes[indices],
+            height=self.height,
+            width=self.width,
             frame_index=self.frame_index,
             time=self.time,
-            track_ids=None if self.track_ids is None else self.track_ids[keep],
+            track_ids=None if self.track_ids is None else self.track_ids[indices],
             extra=dict(self.extra),
         )
+        if "areas" in self.__dict__:  # counted already: the subset's are a subset
+            chosen.areas = self.areas[indices]
+        return chosen
+
+
+def overlap(crop_a: np.ndarray, box_a: Sequence[int], crop_b: np.ndarray, box_b: Sequence[int]) -> int:
+    """Pixels set in both masks, each given as a crop and its box ``x0, y0, x1, y1`` (frame pixels)."""
+    x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    x1, y1 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    a = crop_a[y0 - box_a[1]:y1 - box_a[1], x0 - box_a[0]:x1 - box_a[0]]
+    b = crop_b[y0 - box_b[1]:y1 - box_b[1], x0 - box_b[0]:x1 - box_b[0]]
+    return int(np.count_nonzero(a & b))
 
 
 def drop_fragments(instances: Instances, threshold: float) -> Instances:
@@ -131,25 +166,29 @@ def drop_fragments(instances: Instances, threshold: float) -> Instances:
     mask and is not covered by it; a detection whose pixels are nearly all claimed by surer ones is
     the same object reported again.
     """
+    if len(instances) < 2:
+        return instances
     order = np.argsort(-instances.scores, kind="stable")
-    cover = np.zeros(instances.masks.shape[1:], bool)  # pixels claimed by the instances kept so far
+    boxes = instances.crop_boxes
+    left, top = boxes[:, :2].min(axis=0)
+    right, bottom = boxes[:, 2:].max(axis=0)
+    cover = np.zeros((bottom - top, right - left), bool)  # pixels claimed so far, over the crops' extent
     keep = []
-    areas = instances.areas
     for i in order:
-        if areas[i] == 0:  # nothing to compare: left as the model gave it
-            keep.append(i)
-            continue
-        x0, y0, x1, y1 = _pixel_box(instances.boxes[i], instances.width, instances.height)
-        mask = instances.masks[i, y0:y1, x0:x1]
-        # Pixels outside the box are not in the mask, so the box crop holds all of it.
-        if np.count_nonzero(mask & cover[y0:y1, x0:x1]) > threshold * np.count_nonzero(mask):
-            continue
-        cover[y0:y1, x0:x1] |= mask
+        area = instances.areas[i]
+        if area:  # an empty mask has nothing to compare: left as the model gave it
+            x0, y0, x1, y1 = boxes[i] - (left, top, left, top)
+            crop, claimed = instances.crops[i], cover[y0:y1, x0:x1]
+            if np.count_nonzero(crop & claimed) > threshold * area:
+                continue
+            claimed |= crop
         keep.append(i)
     return instances.select(np.sort(np.array(keep, np.int64)))
 
 
-def _pixel_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
-    """The pixels a float xyxy box touches, clipped to the frame (a mask never reaches past its box by more than rounding)."""
-    return (max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0),
-            min(int(np.ceil(box[2])) + 1, width), min(int(np.ceil(box[3])) + 1, height))
+def _extent(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The smallest box ``x0, y0, x1, y1`` (exclusive ends) holding every pixel of ``mask``; (0, 0, 0, 0) if empty."""
+    columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if not len(columns):
+        return 0, 0, 0, 0
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1

@@ -24,28 +24,40 @@ def _interpolation_matrix(starts: torch.Tensor, lengths: torch.Tensor, size: int
     return weights
 
 
-def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int = 1) -> torch.Tensor:
-    """Paste (N, M, M) mask probabilities into their boxes on an (height, width) frame: (N, height, width).
+def paste_crops(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int,
+                padding: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste (N, M, M) mask probabilities into their boxes, computing only the pixels of each box.
+
+    Returns ``(crops, crop_boxes)``: ``crop_boxes`` (N, 4) int64 are the frame pixels each paste can
+    touch, ``x0, y0, x1, y1`` with exclusive ends, clipped to the (height, width) frame; ``crops`` is
+    (N, Hmax, Wmax) with crop n's pixels in ``crops[n, :y1 - y0, :x1 - x0]`` (the rest is padding).
+    Every pixel outside a crop box is 0 in torchvision's full-frame paste, so nothing is lost.
 
     The same geometry as torchvision's ``paste_masks_in_image`` (mask padded by ``padding`` cells,
     box grown to match and rounded to whole pixels, bilinear resize into the box), computed for all
     masks at once: bilinear resizing is separable, so each paste is ``rows @ mask @ columns.T`` with
-    two small interpolation matrices, i.e. two batched matrix products instead of a Python loop of
-    ``interpolate`` calls and copies. On a GPU that is a handful of kernels per frame, not 3 per mask.
+    two small interpolation matrices: two batched matrix products instead of a Python loop of
+    ``interpolate`` calls, and memory for the boxes' pixels rather than N full frames.
     """
     count = masks.shape[0]
     if count == 0:
-        return masks.new_zeros((0, height, width))
+        return masks.new_zeros((0, 0, 0)), torch.zeros((0, 4), dtype=torch.int64, device=masks.device)
     size = masks.shape[-1]
     padded = F.pad(masks.float(), (padding,) * 4)
     scale = (size + 2 * padding) / size
     half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
     half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
     centre_x, centre_y = (boxes[:, 2] + boxes[:, 0]) * 0.5, (boxes[:, 3] + boxes[:, 1]) * 0.5
-    # Truncation toward zero, as torchvision's int64 cast does.
+    # Truncation toward zero, as torchvision's int64 cast does; the paste covers x0..x1 inclusive.
     x0, x1 = (centre_x - half_w).to(torch.int64), (centre_x + half_w).to(torch.int64)
     y0, y1 = (centre_y - half_h).to(torch.int64), (centre_y + half_h).to(torch.int64)
+    crop_boxes = torch.stack([x0.clamp(0, width), y0.clamp(0, height),
+                              (x1 + 1).clamp(0, width), (y1 + 1).clamp(0, height)], 1)
+    crop_boxes[:, 2:] = torch.maximum(crop_boxes[:, 2:], crop_boxes[:, :2])
+    spans = crop_boxes[:, 2:] - crop_boxes[:, :2]
+    crop_w, crop_h = (int(v) for v in spans.max(0).values.tolist())  # one host sync, for the shapes
     source = size + 2 * padding
-    columns = _interpolation_matrix(x0, (x1 - x0 + 1).clamp(min=1), width, source)
-    rows = _interpolation_matrix(y0, (y1 - y0 + 1).clamp(min=1), height, source)
-    return rows @ padded @ columns.transpose(1, 2)
+    # Crop pixel p is frame pixel crop_box start + p: the paste starts (paste start - crop start) into the crop.
+    columns = _interpolation_matrix(x0 - crop_boxes[:, 0], (x1 - x0 + 1).clamp(min=1), crop_w, source)
+    rows = _interpolation_matrix(y0 - crop_boxes[:, 1], (y1 - y0 + 1).clamp(min=1), crop_h, source)
+    return rows @ padded @ columns.transpose(1, 2), crop_boxes

@@ -30,9 +30,9 @@ from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
 from .cpus import usable_cpus
 from .count import LineZoneCounter, parse_lines, parse_zones
-from .engine import Predictor, RawDetections
+from .engine import Predictor
 from .errors import InputError, OutputError, PipelineError, StreamsegError
-from .formats import instances_to_record
+from .formats import encode_masks, instances_to_record
 from .instances import Frame, Instances
 from .live import LiveOptions, LiveSource, iso_utc
 from .models.registry import LoadedModel, load_model
@@ -73,7 +73,8 @@ class _Batch:
     frames: list[Frame]
     infer: list[bool]  # which frames go through the model (``stride``)
     decoded_at: float
-    raws: list[RawDetections] = field(default_factory=list)
+    found: list[Instances] = field(default_factory=list)  # what the model found in each inferred frame
+    masks: list[list[dict] | None] = field(default_factory=list)  # their masks as RLE, when a record is wanted
     results: list[FrameResult] = field(default_factory=list)
 
 
@@ -304,51 +305,63 @@ class Run:
                 return
 
     def _infer(self, batch: _Batch) -> _Batch:
-        with self.stats.timed("infer"):
-            batch.raws = self.segmenter.predictor.forward([f for f, infer in zip(batch.frames, batch.infer) if infer])
+        """The model's work and what needs no order: runs in every inference worker at once."""
+        predictor, stats = self.segmenter.predictor, self.stats
+        frames = [f for f, infer in zip(batch.frames, batch.infer) if infer]
+        with stats.timed("infer"):
+            raws = predictor.forward(frames)
+        with stats.timed("postprocess"):
+            batch.found = [predictor.postprocess(raw, frame) for raw, frame in zip(raws, frames)]
+            # The masks' RLE depends on nothing later steps do (tracking only adds ids): encode it here, in parallel.
+            batch.masks = [encode_masks(found) if self.segmenter.config.json else None for found in batch.found]
         return batch
 
-    def _postprocess(self, batch: _Batch) -> _Batch:
-        raws = iter(batch.raws)
+    def _in_order(self, batch: _Batch) -> _Batch:
+        """What must see frames in order: tracking, counting, the JSONL record."""
+        found, masks = iter(batch.found), iter(batch.masks)
         for frame, infer in zip(batch.frames, batch.infer):
             self._dropped += frame.dropped_before
             self._events += frame.events
             # Frame indices count from 0 at the first decoded frame, so the first is inferred.
-            record = self._analyse(next(raws), frame) if infer else None
+            record = self._analyse(next(found), next(masks), frame) if infer else None
             batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
                                              trails=self._trails, decoded_at=batch.decoded_at))
-        batch.raws = []  # device memory goes back as soon as it is read
+        batch.found, batch.masks = [], []
         return batch
 
-    def _analyse(self, raw: RawDetections, frame: Frame) -> dict:
-        """One inferred frame's instances: predicted, tracked, counted; returns its JSONL record.
+    def _analyse(self, found: Instances, masks: list[dict] | None, frame: Frame) -> dict | None:
+        """One inferred frame's instances tracked and counted; returns its JSONL record (None without JSON).
 
         Each part is timed as its own stage, none inside another, so the stage times add up.
         """
         segmenter, stats, config = self.segmenter, self.stats, self.segmenter.config
-        with stats.timed("postprocess"):
-            self._latest = segmenter.predictor.postprocess(raw, frame)
+        self._latest = found
+        (dropped, self._dropped), (events, self._events) = (self._dropped, 0), (self._events, [])
         if self.tracker is not None:
-            if any((e.get("gap_seconds") or 0) >= config.reset_gap for e in self._events):
+            if any((e.get("gap_seconds") or 0) >= config.reset_gap for e in events):
                 self.tracker.reset()  # after a long outage the scene has changed: no id carries over
             with stats.timed("track"):
                 self._latest = self.tracker.update(self._latest)
-                if config.trail:
+                if config.trail and (config.video or self.keep_overlays):  # trails are for drawing
                     self._trails = self._follow(self._latest)
-        with stats.timed("postprocess"):
-            stats.frames_inferred += 1
-            stats.detections.update(segmenter.model.class_names[c] for c in self._latest.class_ids)
-            record = instances_to_record(self._latest, segmenter.model.class_names)
-            if frame.wall_time is not None:
-                record["wall_time"] = iso_utc(frame.wall_time)
-                record["dropped_before"], self._dropped = self._dropped, 0
-            if self._events:
-                record["source_events"], self._events = self._events, []
+        stats.frames_inferred += 1
+        stats.detections.update(segmenter.model.class_names[c] for c in self._latest.class_ids)
+        record = None
+        if masks is not None:
+            with stats.timed("write"):
+                record = instances_to_record(self._latest, segmenter.model.class_names, masks)
+                if frame.wall_time is not None:
+                    record["wall_time"] = iso_utc(frame.wall_time)
+                    record["dropped_before"] = dropped
+                if events:
+                    record["source_events"] = events
         if self.counter:
             with stats.timed("count"):
-                record["counts"], record["events"] = self.counter.update(self._latest)
+                counts, events = self.counter.update(self._latest)
                 self.counter.forget({track.id for track in self.tracker.tracks})
                 self._tally = self.counter.state()
+            if record is not None:
+                record["counts"], record["events"] = counts, events
         return record
 
     def _follow(self, instances: Instances) -> dict[int, list]:
@@ -399,7 +412,7 @@ class Run:
 
     def _steps(self) -> Iterator[_Batch]:
         batches = self._batches()
-        steps = (self._infer, self._postprocess, self._render, self._write)
+        steps = (self._infer, self._in_order, self._render, self._write)
         if self.segmenter.config.mode == "sequential":
             for batch in batches:
                 for step in steps:
@@ -409,7 +422,7 @@ class Run:
         threads = self.segmenter.threads_per_worker
         setup = (lambda: torch.set_num_threads(threads)) if threads else None  # per thread: the caller's stays as it was
         stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers, setup=setup),
-                  Stage("postprocess", self._postprocess, setup=setup), Stage("render", self._render), Stage("write", self._write)]
+                  Stage("in-order", self._in_order), Stage("render", self._render), Stage("write", self._write)]
         yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency)
 
     def __iter__(self) -> Iterator[FrameResult]:

@@ -18,9 +18,6 @@ from .instances import Instances
 
 GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-# Masks from torchvision are pasted into a box grown by about 7%, so a few mask pixels can lie
-# just outside the detection box; look this far beyond the box (fraction of its size, plus pixels).
-BOX_MARGIN_FRACTION, BOX_MARGIN_PIXELS = 0.1, 2
 COUNTING_COLOR = (255, 255, 255)  # lines and zones: white, apart from every instance colour's hue
 
 
@@ -74,18 +71,17 @@ class OverlayRenderer:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
-        if len(instances) and instances.masks.shape[1:] != (height, width):
-            raise ValueError(f"masks {instances.masks.shape[1:]} do not match the image {(height, width)}")
+        if len(instances) and (instances.height, instances.width) != (height, width):
+            raise ValueError(f"masks {(instances.height, instances.width)} do not match the image {(height, width)}")
         canvas = np.array(image, dtype=np.uint8, order="C", copy=True)
         if len(instances) == 0:
             return canvas
 
         colors = [color_for(key) for key in self._color_keys(instances)]
-        regions = [self._mask_region(box, height, width) for box in instances.boxes]
-        self._blend_masks(canvas, instances.masks, regions, colors)
+        self._blend_masks(canvas, instances, colors)
         font_scale = float(np.clip(height / 720 * 0.6, 0.35, 1.2))
         for i in reversed(range(len(instances))):
-            self._draw_contour(canvas, instances.masks[i], regions[i], colors[i])
+            self._draw_contour(canvas, instances.crops[i], instances.crop_boxes[i], colors[i])
         for i in reversed(range(len(instances))):
             if not self._overlaps_image(instances.boxes[i], height, width):
                 continue  # e.g. a box a tracker has coasted off screen: a label clamped to the edge would mislead
@@ -156,40 +152,25 @@ class OverlayRenderer:
         y0, y1 = min(max(y0, 0), height - 1), min(max(y1 - 1, 0), height - 1)
         return x0, y0, max(x0, x1), max(y0, y1)
 
-    @staticmethod
-    def _mask_region(box: np.ndarray, height: int, width: int) -> tuple[slice, slice]:
-        """The rows and columns of the image where this instance's mask may be set."""
-        x0, y0, x1, y1 = (float(v) for v in box)
-        mx = BOX_MARGIN_FRACTION * max(x1 - x0, 0.0) + BOX_MARGIN_PIXELS
-        my = BOX_MARGIN_FRACTION * max(y1 - y0, 0.0) + BOX_MARGIN_PIXELS
-        left, right = max(int(np.floor(x0 - mx)), 0), min(int(np.ceil(x1 + mx)), width)
-        top, bottom = max(int(np.floor(y0 - my)), 0), min(int(np.ceil(y1 + my)), height)
-        return slice(top, max(top, bottom)), slice(left, max(left, right))
-
-    def _blend_masks(
-        self,
-        canvas: np.ndarray,
-        masks: np.ndarray,
-        regions: list[tuple[slice, slice]],
-        colors: list[tuple[int, int, int]],
-    ) -> None:
-        """Blend every mask's colour into ``canvas`` in one pass over the union of their regions.
+    def _blend_masks(self, canvas: np.ndarray, instances: Instances, colors: list[tuple[int, int, int]]) -> None:
+        """Blend every mask's colour into ``canvas`` in one pass over the union of their crops.
 
         Each pixel gets the colour of the first instance covering it. Rather than painting colours
         instance by instance (slow boolean indexing), each pixel keeps the highest "rank" covering it
         (n for the first instance, 1 for the last, 0 for none), and a colour table turns ranks into
         colours at once.
         """
-        top, bottom = min(r.start for r, _ in regions), max(r.stop for r, _ in regions)
-        left, right = min(c.start for _, c in regions), max(c.stop for _, c in regions)
+        boxes = instances.crop_boxes
+        left, top = boxes[:, :2].min(axis=0)
+        right, bottom = boxes[:, 2:].max(axis=0)
         if bottom <= top or right <= left:
             return
-        count = len(masks)
+        count = len(instances)
         rank_type = np.uint8 if count < 256 else np.uint16
         rank = np.zeros((bottom - top, right - left), rank_type)
-        for i, (rows, cols) in enumerate(regions):
-            crop = rank[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
-            np.maximum(crop, masks[i, rows, cols].view(np.uint8) * rank_type(count - i), out=crop)
+        for i, (crop, (x0, y0, x1, y1)) in enumerate(zip(instances.crops, boxes.tolist())):
+            area = rank[y0 - top:y1 - top, x0 - left:x1 - left]
+            np.maximum(area, crop.view(np.uint8) * rank_type(count - i), out=area)
         table = np.zeros((max(256, count + 1), 3), np.uint8)
         table[1 : count + 1] = colors[::-1]
         if rank_type is np.uint8:
@@ -201,16 +182,11 @@ class OverlayRenderer:
         # cv2.copyTo writes into the view in place, about ten times faster than np.copyto(where=...).
         cv2.copyTo(blended, (rank > 0).view(np.uint8), area)
 
-    def _draw_contour(
-        self, canvas: np.ndarray, mask: np.ndarray, region: tuple[slice, slice], color: tuple[int, int, int]
-    ) -> None:
-        rows, cols = region
-        crop = mask[rows, cols]
+    def _draw_contour(self, canvas: np.ndarray, crop: np.ndarray, box: np.ndarray, color: tuple[int, int, int]) -> None:
         if crop.size == 0:
             return
-        contours, _ = cv2.findContours(
-            crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(cols.start, rows.start)
-        )
+        contours, _ = cv2.findContours(np.ascontiguousarray(crop).view(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE, offset=(int(box[0]), int(box[1])))
         if contours:
             cv2.drawContours(canvas, contours, -1, color, max(1, self.thickness - 1), cv2.LINE_AA)
 

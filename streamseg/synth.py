@@ -188,7 +188,7 @@ def paint(backdrop: np.ndarray, shapes: list[Shape], frame_index: int = 0, time:
     for _, part in visible:
         ys, xs = np.nonzero(part)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    gt = Instances(
+    gt = Instances.from_masks(
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
         scores=np.ones(len(visible), np.float32),
         class_ids=np.array([s.class_id for s, _ in visible], np.int64),

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
-from .instances import Instances
+from .instances import Instances, overlap
 
 _NO_MATCH = 1e6
 
@@ -111,8 +111,8 @@ class Track:
     id: int  # assigned when confirmed; 0 while tentative
     class_id: int
     kalman: KalmanBox
-    mask: np.ndarray  # the last mask, cropped to its box
-    mask_origin: tuple[int, int]  # (x, y) of the crop in the frame
+    mask: np.ndarray  # the last mask, as the crop of its box
+    mask_box: np.ndarray  # the crop's box in the frame: x0, y0, x1, y1
     mask_center: np.ndarray  # where the Kalman box centre was when the mask was seen
     last_time: float
     full_size: np.ndarray  # (w, h): the largest box lately, a maximum that fades over lost_seconds
@@ -155,7 +155,7 @@ class Tracker:
         areas = found.areas
 
         def similarity(track: Track, index: int) -> float:
-            mask = _shifted_mask_iou(track, found.masks[index], int(areas[index]))
+            mask = _shifted_mask_iou(track, found.crops[index], found.crop_boxes[index], int(areas[index]))
             return config.mask_weight * mask + (1 - config.mask_weight) * box_iou(track.kalman.box, found.boxes[index])
 
         def overlap(track: Track, index: int) -> float:
@@ -219,7 +219,7 @@ class Tracker:
 
     def _start(self, found: Instances, index: int, now: float) -> Track:
         box = found.boxes[index]
-        track = Track(0, int(found.class_ids[index]), KalmanBox(box), *_crop(found.masks[index], box),
+        track = Track(0, int(found.class_ids[index]), KalmanBox(box), found.crops[index], found.crop_boxes[index],
                       _cxcywh(box)[:2], now, _cxcywh(box)[2:], score=float(found.scores[index]))
         track.vote(track.class_id, track.score)
         return track
@@ -231,7 +231,7 @@ class Tracker:
     def _absorb(self, track: Track, found: Instances, index: int, now: float) -> None:
         box = found.boxes[index]
         track.kalman.update(box)
-        track.mask, track.mask_origin = _crop(found.masks[index], box)
+        track.mask, track.mask_box = found.crops[index], found.crop_boxes[index]
         track.mask_center = track.kalman.x[:2].copy()
         fade = np.exp(-(now - track.last_time) / self.config.lost_seconds)
         track.full_size = np.maximum(_cxcywh(box)[2:], track.full_size * fade)
@@ -286,26 +286,13 @@ def _cxcywh(box: np.ndarray) -> np.ndarray:
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)])
 
 
-def _crop(mask: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    height, width = mask.shape
-    x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
-    x1, y1 = min(int(np.ceil(box[2])) + 1, width), min(int(np.ceil(box[3])) + 1, height)
-    return mask[y0:y1, x0:x1].copy(), (x0, y0)
-
-
-def _shifted_mask_iou(track: Track, mask: np.ndarray, mask_area: int) -> float:
-    """IoU of the track's last mask, moved by its predicted motion, with ``mask`` (full frame)."""
-    crop = track.mask
-    area = int(crop.sum())
-    if area == 0:
+def _shifted_mask_iou(track: Track, crop: np.ndarray, crop_box: np.ndarray, area: int) -> float:
+    """IoU of the track's last mask, moved by its predicted motion, with a detection's mask (as a crop)."""
+    track_area = int(np.count_nonzero(track.mask))
+    if track_area == 0:
         return 0.0
     dx, dy = np.round(track.kalman.x[:2] - track.mask_center).astype(int)
-    ox, oy = track.mask_origin[0] + dx, track.mask_origin[1] + dy
-    height, width = mask.shape
-    x0, y0 = max(ox, 0), max(oy, 0)
-    x1, y1 = min(ox + crop.shape[1], width), min(oy + crop.shape[0], height)
-    inter = 0
-    if x1 > x0 and y1 > y0:
-        inter = int(np.count_nonzero(crop[y0 - oy:y1 - oy, x0 - ox:x1 - ox] & mask[y0:y1, x0:x1]))
-    union = area + mask_area - inter
+    shifted = track.mask_box + (dx, dy, dx, dy)
+    inter = overlap(track.mask, shifted.tolist(), crop, crop_box.tolist())
+    union = track_area + area - inter
     return inter / union if union else 0.0

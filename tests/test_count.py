@@ -26,7 +26,7 @@ def tracked(index, objects):
     for i, m in enumerate(masks):
         ys, xs = np.nonzero(m)
         boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    return Instances(boxes, np.ones(len(objects), np.float32), np.array([c for _, c, _ in objects], np.int64),
+    return Instances.from_masks(boxes, np.ones(len(objects), np.float32), np.array([c for _, c, _ in objects], np.int64),
                      masks, index, index / 30, track_ids=np.array([t for t, _, _ in objects], np.int64))
 
 

@@ -73,7 +73,7 @@ def rectangles(*specs, height=60, width=80):
     masks = np.zeros((len(specs), height, width), bool)
     for mask, (x0, y0, x1, y1, _, _) in zip(masks, specs):
         mask[y0:y1, x0:x1] = True
-    return Instances(np.array([s[:4] for s in specs], np.float32), np.array([s[5] for s in specs], np.float32),
+    return Instances.from_masks(np.array([s[:4] for s in specs], np.float32), np.array([s[5] for s in specs], np.float32),
                      np.array([s[4] for s in specs], np.int64), masks)
 
 
@@ -99,7 +99,7 @@ def test_overlaps_that_are_not_fragments_are_kept():
         (10, 10, 20, 20, 2, 0.8),  # ...with another in front of it
         (30, 30, 50, 50, 1, 0.7),  # a neighbour, a quarter of it overlapping
     )
-    found.masks[0, 10:20, 10:20] = False  # masks are of visible pixels: the one in front makes a hole
+    found.crops[0][10:20, 10:20] = False  # masks are of visible pixels: the one in front makes a hole
     kept = drop_fragments(found, 0.8)
     assert len(kept) == 3 and kept.class_ids.tolist() == [1, 2, 1]  # the original order
     assert len(drop_fragments(found, 0.2)) == 2  # the neighbour is a quarter covered

@@ -39,7 +39,7 @@ def _perturbed(record: dict, shift: int, erode: int) -> dict:
     masks = np.stack([cv2.erode(m.astype(np.uint8), kernel) for m in inst.masks]) if len(inst) else inst.masks
     masks = np.roll(masks, shift, axis=2).astype(bool)
     scores = np.linspace(0.95, 0.6, len(inst)).astype(np.float32)
-    moved = Instances(inst.boxes + shift, scores, inst.class_ids, masks, inst.frame_index, inst.time)
+    moved = Instances.from_masks(inst.boxes + shift, scores, inst.class_ids, masks, inst.frame_index, inst.time)
     return instances_to_record(moved, CLASS_NAMES)
 
 
@@ -182,7 +182,7 @@ def _box_record(frame: int, box: list[int], height: int = 30, width: int = 100) 
     """A one-object record whose mask fills its box."""
     masks = np.zeros((1, height, width), bool)
     masks[0, box[1] : box[3], box[0] : box[2]] = True
-    inst = Instances(np.array([box], np.float32), np.array([0.9], np.float32), np.array([2]), masks, frame)
+    inst = Instances.from_masks(np.array([box], np.float32), np.array([0.9], np.float32), np.array([2]), masks, frame)
     return instances_to_record(inst, CLASS_NAMES)
 
 

@@ -10,6 +10,7 @@ from pycocotools import mask as mask_utils
 from streamseg.errors import InputError
 from streamseg.export import export
 from streamseg.formats import encode_masks, read_records
+from streamseg.instances import Instances
 
 
 def overlapping_run(tmp_path):
@@ -20,7 +21,8 @@ def overlapping_run(tmp_path):
         masks[0, 5:25, 5 + 10 * frame : 25 + 10 * frame] = True
         masks[1, 10:30, 25:45] = True
         masks[2, 30:38, 0:8] = True
-        rles = encode_masks(masks)
+        rles = encode_masks(Instances.from_masks(np.zeros((3, 4), np.float32), np.ones(3, np.float32),
+                                                 np.ones(3, np.int64), masks))
         objects = [
             {"id": 7, "label": "circle", "class_id": 1, "score": 0.9, "box": [5 + 10 * frame, 5, 25 + 10 * frame, 25],
              "area": 400, "mask": rles[0]},

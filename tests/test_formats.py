@@ -13,6 +13,7 @@ from streamseg.errors import InputError
 from streamseg.formats import (
     decode_masks,
     dumps,
+    encode_crop,
     encode_masks,
     instances_to_record,
     read_records,
@@ -23,30 +24,61 @@ from streamseg.instances import Instances
 NAMES = ("__background__", "circle", "rectangle", "triangle")
 
 
+def _full_frame(crop, box, height, width):
+    mask = np.zeros((height, width), bool)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = crop
+    return mask
+
+
+@st.composite
+def crops_in_frames(draw):
+    """A frame size, a box inside it (touching any border, or the whole frame) and a crop for it."""
+    height, width = draw(st.integers(1, 23)), draw(st.integers(1, 31))
+    x0, x1 = sorted(draw(st.lists(st.integers(0, width), min_size=2, max_size=2)))
+    y0, y1 = sorted(draw(st.lists(st.integers(0, height), min_size=2, max_size=2)))
+    if draw(st.booleans()):
+        y0, y1 = 0, height  # runs that wrap from one column's foot to the next column's head
+    fill = draw(st.sampled_from(["random", "empty", "full"]))
+    shape = (y1 - y0, x1 - x0)
+    crop = draw(arrays(bool, shape)) if fill == "random" else np.full(shape, fill == "full")
+    return crop, (x0, y0, x1, y1), height, width
+
+
+@settings(max_examples=300, deadline=None)
+@given(crops_in_frames())
+def test_rle_from_a_crop_is_byte_for_byte_pycocotools_of_the_full_frame(case):
+    crop, box, height, width = case
+    ours = encode_crop(crop, box, height, width)
+    theirs = mask_utils.encode(np.asfortranarray(_full_frame(crop, box, height, width).astype(np.uint8)))
+    assert ours == {"size": [height, width], "counts": theirs["counts"].decode("ascii")}
+    json.dumps(ours)  # JSON-ready: counts are str
+
+
+@pytest.mark.parametrize("box", [(0, 0, 20, 12), (0, 0, 0, 0), (19, 11, 20, 12), (0, 0, 20, 1), (0, 0, 1, 12)])
+@pytest.mark.parametrize("fill", [False, True])
+def test_rle_of_frame_corners_empty_and_full(box, fill):
+    x0, y0, x1, y1 = box
+    crop = np.full((y1 - y0, x1 - x0), fill)
+    theirs = mask_utils.encode(np.asfortranarray(_full_frame(crop, box, 12, 20).astype(np.uint8)))
+    assert encode_crop(crop, box, 12, 20)["counts"] == theirs["counts"].decode("ascii")
+
+
 @settings(max_examples=60, deadline=None)
 @given(arrays(bool, st.tuples(st.integers(0, 4), st.integers(1, 23), st.integers(1, 31))))
-def test_rle_round_trip(masks):
-    rles = encode_masks(masks)
-    json.dumps(rles)  # JSON-ready: counts are str
-    decoded = decode_masks(rles, masks.shape[1], masks.shape[2])
-    assert decoded.shape == masks.shape
-    assert np.array_equal(decoded, masks)
-
-
-def test_rle_is_exactly_pycocotools_encoding():
-    mask = np.zeros((12, 20), bool)
-    mask[3:9, 5:17] = True
-    ours = encode_masks(mask[None])[0]
-    theirs = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    assert ours == {"size": [12, 20], "counts": theirs["counts"].decode()}
-    assert np.array_equal(mask_utils.decode({"size": ours["size"], "counts": ours["counts"]}).astype(bool), mask)
+def test_rle_round_trip_through_instances(masks):
+    n = len(masks)
+    found = Instances.from_masks(np.zeros((n, 4), np.float32), np.ones(n, np.float32), np.ones(n, np.int64), masks)
+    decoded = decode_masks(encode_masks(found), masks.shape[1], masks.shape[2])
+    assert decoded.shape == masks.shape and np.array_equal(decoded, masks)
+    assert np.array_equal(found.masks, masks) and np.array_equal(found.areas, masks.sum(axis=(1, 2)))
 
 
 def _instances(n=2, h=30, w=40, ids=None):
     masks = np.zeros((n, h, w), bool)
     for i in range(n):
         masks[i, 2 + i : 10 + i, 3 : 12 + 2 * i] = True
-    return Instances(
+    return Instances.from_masks(
         boxes=np.array([[3, 2 + i, 12 + 2 * i, 10 + i] for i in range(n)], np.float32).reshape(-1, 4),
         scores=np.linspace(0.9, 0.6, n).astype(np.float32),
         class_ids=np.arange(1, n + 1, dtype=np.int64),

@@ -18,7 +18,7 @@ def _instances(boxes, height=120, width=200, class_ids=None, track_ids=None, sco
     for mask, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
         mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
     n = len(boxes)
-    return Instances(
+    return Instances.from_masks(
         boxes=boxes,
         scores=np.full(n, 0.97, np.float32) if scores is None else np.array(scores, np.float32),
         class_ids=np.ones(n, np.int64) if class_ids is None else np.array(class_ids, np.int64),
@@ -51,11 +51,14 @@ def test_masked_pixels_are_tinted_and_far_pixels_untouched():
     assert np.array_equal(out[100:], image[100:])
 
 
-def test_mask_beyond_box_is_blended_within_margin_only_where_masked():
-    instances = _instances([[60, 40, 120, 90]])
-    instances.masks[0, 40:90, 121:123] = True  # a sliver just outside the box, as torchvision pastes
+def test_mask_pixels_beyond_the_box_are_blended_too():
+    masks = np.zeros((1, 120, 200), bool)
+    masks[0, 40:90, 60:123] = True  # a sliver just outside the box, as torchvision pastes
+    instances = Instances.from_masks(np.array([[60, 40, 120, 90]], np.float32), np.ones(1, np.float32),
+                                     np.ones(1, np.int64), masks)
     out = OverlayRenderer(NAMES, show_boxes=False, show_labels=False).annotate(_image(), instances)
     assert not np.array_equal(out[60, 122], _image()[60, 122])
+    assert np.array_equal(out[60, 130:], _image()[60, 130:])
 
 
 def test_input_is_not_modified_and_output_is_rgb_uint8():

@@ -22,14 +22,14 @@ def ring(cx, cy, r=14, width=4):
 def frame(index, objects, fps=30.0):
     """``objects``: (mask, class_id, score) triples."""
     if not objects:
-        return Instances(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+        return Instances.from_masks(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
                          np.zeros((0, H, W), bool), index, index / fps)
     masks = np.stack([m for m, _, _ in objects])
     boxes = []
     for m in masks:
         ys, xs = np.nonzero(m)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    return Instances(np.array(boxes, np.float32), np.array([s for _, _, s in objects], np.float32),
+    return Instances.from_masks(np.array(boxes, np.float32), np.array([s for _, _, s in objects], np.float32),
                      np.array([c for _, c, _ in objects], np.int64), masks, index, index / fps)
 
 
