@@ -101,7 +101,7 @@ def segment(
     source: str = typer.Argument(..., help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source name>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out (its files only; a folder holding anything else is refused)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options; the command line wins."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options, or a preset's name (default, cpu-fast, accurate, coco-gpu, live-camera); the command line wins."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
@@ -314,7 +314,7 @@ def train(
 @reported
 def bench(
     source: str = typer.Argument(..., help="Video file to measure on (e.g. one made by `streamseg synth`)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with segment options; the command line wins."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with segment options, or a preset's name (default, cpu-fast, accurate, coco-gpu, live-camera); the command line wins."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file, or 'random' for untrained weights (same compute)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),

@@ -11,6 +11,8 @@ thresholds in a ``[tracker]`` table (the fields of ``TrackerConfig``)::
     lost_seconds = 3.0
 
 Unknown keys and values of the wrong type or range are errors: a typo must not be silently ignored.
+The presets in ``configs/`` are installed with the package, and a bare name such as ``cpu-fast``
+that is no file names one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import re
 import typing
 from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
 from typing import Any
@@ -139,10 +143,26 @@ _TYPES = _accepted_types(SegmentConfig)
 _TRACKER_TYPES = _accepted_types(TrackerConfig)
 
 
+PRESETS = "streamseg.presets"  # the files of configs/, installed as package data
+
+
+def preset_names() -> list[str]:
+    """The shipped presets by name: ``cpu-fast`` for ``configs/cpu-fast.toml``."""
+    return sorted(entry.name.removesuffix(".toml") for entry in resources.files(PRESETS).iterdir()
+                  if entry.name.endswith(".toml"))
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """The settings in a TOML file; a bare name that is no file, such as ``cpu-fast``, reads that preset."""
     path = Path(path)
+    source: Path | Traversable = path
+    if not path.exists() and path.parent == Path(".") and not path.suffix:
+        names = preset_names()
+        if path.name not in names:
+            raise InputError(f"{path}: no such config file or preset (presets: {', '.join(names)})")
+        source = resources.files(PRESETS) / f"{path.name}.toml"
     try:
-        with path.open("rb") as fh:
+        with source.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"{path}: no such config file") from None

@@ -1,4 +1,4 @@
-"""The model in samples/ is the real default: it loads from the file alone and segments a clip it never saw."""
+"""The model shipped in the package is the real default: it loads from the file alone and segments a clip it never saw."""
 
 import json
 

@@ -1,6 +1,6 @@
 """Model names to ready-to-run models: the shipped default, torchvision's COCO models, checkpoints.
 
-``load_model("shapes")`` gives the compact model shipped in ``samples/``;
+``load_model("shapes")`` gives the compact model shipped inside this package (package data);
 ``load_model("maskrcnn_resnet50_fpn")`` torchvision's COCO model with weights from its cache;
 ``load_model("path/to/model.pt")`` any streamseg checkpoint. ``weights`` overrides the weights:
 a local file, or ``"random"`` for an untrained model of the same compute (benchmarks, tests).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -21,9 +22,9 @@ from ..errors import ModelError
 from .checkpoint import load_checkpoint, read_tensors_file
 from .compact import DEFAULT_CONFIG, build_compact
 
-SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 DEFAULT_MODEL = "shapes"
-SHIPPED = {"shapes": SAMPLES_DIR / "shapes-maskrcnn.pt"}
+# Package data, so that it travels with every install, not only a checkout.
+SHIPPED = {"shapes": resources.files(__package__) / "shapes-maskrcnn.pt"}
 TORCHVISION = {
     "maskrcnn_resnet50_fpn": "MaskRCNN_ResNet50_FPN_Weights",
     "maskrcnn_resnet50_fpn_v2": "MaskRCNN_ResNet50_FPN_V2_Weights",
