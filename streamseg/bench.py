@@ -1,11 +1,12 @@
 """``streamseg bench``: every stage of the pipeline measured alone, then the whole in both modes.
 
 All measurements run in one process on the same frames: decoding alone; the model alone
-(forward + postprocess) on frames decoded beforehand; postprocess alone; rendering + encoding
-alone; then the full pipeline (decode → model → render → encode + JSONL) in ``sequential`` and in
-``async`` mode. The ratios say how much the threads buy (``async_over_sequential``) and how close
-the whole run comes to the model's own speed (``async_over_model``; 1.0 means everything else is
-hidden behind the model).
+(forward + postprocess) on frames decoded beforehand, in one thread; the forward pass alone with
+the async pipeline's inference workers; rendering + encoding alone; then the full pipeline (decode
+→ model → render → encode + JSONL) in ``sequential`` and in ``async`` mode, sampling resident memory.
+The ratios say how much the threads buy (``async_over_sequential``) and how close the whole run
+comes to the model's own speed (``async_over_forward``; 1.0 means everything else, postprocessing
+included, is hidden behind the forward passes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .models.registry import load_model
 from .pipeline import Segmenter
 from .sinks import VideoWriter
 from .sources import SourceInfo, open_source
+from .system import peak_rss_mb
 
 WARMUP_FRAMES = 3
 
@@ -50,32 +52,73 @@ def _decode(source: str, frames: int, start: float) -> tuple[list[Frame], float,
         return decoded, time.perf_counter() - started, video.info
 
 
-class _GpuBusy:
-    """Samples the GPU's utilisation (NVML through torch) while a block runs; None without it."""
+class _Sampler:
+    """Calls ``read`` every 50 ms while a block runs (in a thread); ``samples`` holds what it returned."""
 
-    def __init__(self, device: torch.device):
-        self.device, self.samples, self.stop = device, [], threading.Event()
+    def __init__(self, read: Callable[[], float] | None):
+        self.read, self.samples, self.stop = read, [], threading.Event()
 
     def _sample(self) -> None:
-        while not self.stop.wait(0.05):
-            self.samples.append(torch.cuda.utilization(self.device))
+        while True:
+            self.samples.append(self.read())
+            if self.stop.wait(0.05):
+                return
 
-    def __enter__(self) -> _GpuBusy:
-        if self.device.type == "cuda":
-            try:
-                torch.cuda.utilization(self.device)
-            except Exception:  # noqa: BLE001 - pynvml missing or no NVML: leave it unmeasured
-                return self
+    def __enter__(self) -> _Sampler:
+        if self.read is not None:
             self.thread = threading.Thread(target=self._sample, daemon=True)
             self.thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop.set()
+        if self.read is not None:
+            self.thread.join()
 
-    @property
-    def percent(self) -> float | None:
-        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+def _gpu_busy_reader(device: torch.device) -> Callable[[], float] | None:
+    """The GPU's utilisation (NVML through torch), or None where it cannot be read."""
+    if device.type != "cuda":
+        return None
+    try:
+        torch.cuda.utilization(device)
+    except Exception:  # noqa: BLE001 - pynvml missing or no NVML: leave it unmeasured
+        return None
+    return lambda: torch.cuda.utilization(device)
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now (Linux), else its peak so far."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+def _forward_seconds(predictor, batches: list[list[Frame]], workers: int, threads: int | None) -> float:
+    """Wall time of the forward pass alone over ``batches``, with the async pipeline's inference workers."""
+    pending = iter(batches)
+    lock = threading.Lock()
+
+    def work() -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        while True:
+            with lock:
+                batch = next(pending, None)
+            if batch is None:
+                return
+            predictor.forward(batch)
+            _sync(predictor.model.device)
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
@@ -106,6 +149,8 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
         started = time.perf_counter()
         instances += [predictor.postprocess(raw, frame) for raw, frame in zip(raws, batch)]
         post_seconds += time.perf_counter() - started
+    report("forward (async workers)")
+    workers_seconds = _forward_seconds(predictor, batches, segmenter.infer_workers, segmenter.threads_per_worker)
 
     report("render + encode")
     with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as scratch:
@@ -114,32 +159,38 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
             for frame, found in zip(decoded, instances):
                 writer.write(segmenter.renderer.annotate(frame.image, found), frame.pts, frame.time)
         render_encode_seconds = time.perf_counter() - started
+        size_of_frames = [decoded[0].image.shape[1], decoded[0].image.shape[0]]
+        del decoded, instances, batches  # the pipelines' memory is measured next, without these frames held
 
         runs = {}
         for mode in ("sequential", "async"):
             report(f"pipeline ({mode})")
             run_segmenter = Segmenter(replace(config, mode=mode, max_frames=count), model)
             run = run_segmenter.run(source, Path(scratch) / mode)
-            with _GpuBusy(device) as busy:
+            with _Sampler(_gpu_busy_reader(device)) as busy, _Sampler(_resident_mb) as resident:
                 started = time.perf_counter()
                 done = sum(1 for _ in run)
                 seconds = time.perf_counter() - started
             runs[mode] = {"fps": _rate(done, seconds), "latency_p50_ms": run.stats.latency_ms(50),
-                          "latency_p95_ms": run.stats.latency_ms(95), "gpu_busy_percent": busy.percent,
+                          "latency_p95_ms": run.stats.latency_ms(95),
+                          "gpu_busy_percent": round(sum(busy.samples) / len(busy.samples), 1) if busy.samples else None,
+                          "peak_rss_mb": round(max(resident.samples), 1),
                           "stage_seconds": {k: round(v, 3) for k, v in run.stats.stage_seconds.items()}}
 
     model_fps = _rate(count, forward_seconds + post_seconds)
+    forward_fps = _rate(count, workers_seconds)
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "model": model.name,
         "source": str(source),
         "frames": count,
-        "size": [decoded[0].image.shape[1], decoded[0].image.shape[0]],
+        "size": size_of_frames,
         "input_size": predictor.inference_size,
         "batch": size,
         "infer_workers": segmenter.infer_workers,  # in async mode: CUDA streams, or CPU threads side by side
         "decode_fps": _rate(count, decode_seconds),
         "model_fps": model_fps,
+        "forward_fps": forward_fps,
         "forward_ms": round(forward_seconds / count * 1000, 2),
         "postprocess_ms": round(post_seconds / count * 1000, 2),
         "render_encode_fps": _rate(count, render_encode_seconds),
@@ -147,10 +198,11 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
         "async_fps": runs["async"]["fps"],
         "async_over_sequential": round(runs["async"]["fps"] / runs["sequential"]["fps"], 3),
         "async_over_model": round(runs["async"]["fps"] / model_fps, 3),
+        "async_over_forward": round(runs["async"]["fps"] / forward_fps, 3),
         "latency_ms": {mode: {"p50": r["latency_p50_ms"], "p95": r["latency_p95_ms"]} for mode, r in runs.items()},
         "gpu_busy_percent": runs["async"]["gpu_busy_percent"],
         "stage_seconds": {mode: r["stage_seconds"] for mode, r in runs.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": runs["async"]["peak_rss_mb"],  # while the async pipeline ran
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         "date": time.strftime("%Y-%m-%d"),
     }

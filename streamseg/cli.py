@@ -343,6 +343,7 @@ def bench(
     table.add_column("ms/frame", justify="right")
     table.add_column("latency p50/p95 ms", justify="right")
     rows = [("decode", result["decode_fps"], ""), ("model (forward + postprocess)", result["model_fps"], ""),
+            (f"forward, {result['infer_workers']} workers", result["forward_fps"], ""),
             ("render + encode", result["render_encode_fps"], ""),
             ("pipeline sequential", result["sequential_fps"], result["latency_ms"]["sequential"]),
             ("pipeline async", result["async_fps"], result["latency_ms"]["async"])]
@@ -351,9 +352,9 @@ def bench(
                       f"{latency['p50']} / {latency['p95']}" if latency else "")
     Console().print(table)
     gpu = f", peak GPU {result['peak_gpu_mb']} MB, GPU busy {result['gpu_busy_percent']}%" if result["peak_gpu_mb"] else ""
-    Console().print(f"async/sequential {result['async_over_sequential']:.2f}, async/model {result['async_over_model']:.2f}, "
+    Console().print(f"async/sequential {result['async_over_sequential']:.2f}, async/forward {result['async_over_forward']:.2f}, "
                     f"forward {result['forward_ms']} ms + postprocess {result['postprocess_ms']} ms per frame, "
-                    f"peak RSS {result['peak_rss_mb']} MB{gpu}")
+                    f"peak RSS (async) {result['peak_rss_mb']} MB{gpu}")
     if json_file:
         write_json_atomic(json_file, result)
 

@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
-from .cpus import usable_cpus
+from .system import peak_rss_mb, usable_cpus
 from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor
 from .errors import InputError, OutputError, PipelineError, StreamsegError
@@ -111,6 +111,7 @@ class RunStats:
             "fps": round(self.frames_decoded / self.wall_seconds, 2) if self.wall_seconds else None,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "latency_ms": {"p50": self.latency_ms(50), "p95": self.latency_ms(95)},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
         }
 
 

@@ -9,7 +9,7 @@ from streamseg.errors import InputError
 from .test_segment import run_cli
 
 KEYS = {"device", "model", "frames", "decode_fps", "model_fps", "render_encode_fps", "sequential_fps", "async_fps",
-        "async_over_sequential", "async_over_model"}
+        "async_over_sequential", "async_over_model", "forward_fps", "async_over_forward", "postprocess_ms", "peak_rss_mb"}
 
 
 def test_benchmark_measures_every_stage(synth_clip, tiny_checkpoint):
@@ -17,10 +17,13 @@ def test_benchmark_measures_every_stage(synth_clip, tiny_checkpoint):
     stages = []
     result = run_benchmark(str(synth_clip), config, frames=12, report=stages.append)
     assert KEYS <= set(result) and result["frames"] == 12 and result["size"] == [320, 180]
-    assert stages == ["decode", "model", "render + encode", "pipeline (sequential)", "pipeline (async)"]
+    assert stages == ["decode", "model", "forward (async workers)", "render + encode", "pipeline (sequential)",
+                      "pipeline (async)"]
     assert all(result[k] > 0 for k in ("decode_fps", "model_fps", "render_encode_fps", "sequential_fps", "async_fps"))
     assert result["async_over_sequential"] == pytest.approx(result["async_fps"] / result["sequential_fps"], rel=1e-2)
     assert result["async_over_model"] == pytest.approx(result["async_fps"] / result["model_fps"], rel=1e-2)
+    assert result["async_over_forward"] == pytest.approx(result["async_fps"] / result["forward_fps"], rel=1e-2)
+    assert result["forward_fps"] > 0 and result["postprocess_ms"] > 0
     assert result["peak_rss_mb"] > 0 and result["peak_gpu_mb"] is None
     assert set(result["stage_seconds"]["async"]) >= {"decode", "infer", "render", "encode"}
 

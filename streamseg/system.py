@@ -1,4 +1,4 @@
-"""How many CPUs this process may really use: what sizes the CPU inference workers.
+"""What this process may use and has used: CPUs (to size the CPU inference workers) and memory.
 
 ``os.cpu_count()`` counts the host's cores. A container limited to 2 CPUs on a 64-core host sees 64
 and would start 16-thread workers that then fight over 2 CPUs' worth of time. Both limits count:
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import resource
+import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -44,3 +46,9 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     except (OSError, ValueError):
         return None
     return quota / period if quota > 0 and period > 0 else None
+
+
+def peak_rss_mb() -> float:
+    """The most resident memory this process has held so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux

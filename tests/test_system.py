@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from streamseg import cpus
-from streamseg.cpus import cgroup_cpu_quota, usable_cpus
+from streamseg import system
+from streamseg.system import cgroup_cpu_quota, usable_cpus
 
 
 @pytest.fixture
@@ -49,4 +49,4 @@ def test_the_segmenter_sizes_its_workers_by_usable_cpus(tiny_checkpoint, monkeyp
     monkeypatch.setattr("streamseg.pipeline.usable_cpus", lambda: 2)
     segmenter = Segmenter(SegmentConfig(model=str(tiny_checkpoint), device="cpu"))
     assert (segmenter.infer_workers, segmenter.threads_per_worker) == (2, 1)
-    assert cpus.CGROUP_ROOT.name == "cgroup"
+    assert system.CGROUP_ROOT.name == "cgroup"
