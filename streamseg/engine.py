@@ -91,6 +91,7 @@ class Predictor:
         self.agnostic_nms = agnostic_nms
         self.inference_size = inference_size or model.default_input_size
         self.class_filter = self._class_ids(classes) if classes else None
+        self._class_filter_tensor: torch.Tensor | None = None  # on the model's device, made once
         self.cuda = model.device.type == "cuda"
         self._lanes = threading.local()
         # The settings live on this predictor's own shallow copies of the two parts that read them, never
@@ -120,6 +121,11 @@ class Predictor:
             "fragment_overlap": self.fragment_overlap,
             "class_filter": None if self.class_filter is None else [self.model.class_names[i] for i in self.class_filter],
         }
+
+    def _class_filter_on(self, device: torch.device) -> torch.Tensor:
+        if self._class_filter_tensor is None or self._class_filter_tensor.device != device:
+            self._class_filter_tensor = torch.from_numpy(self.class_filter).to(device)
+        return self._class_filter_tensor
 
     def _lane(self) -> _CudaLane:
         lane = getattr(self._lanes, "lane", None)
@@ -169,17 +175,18 @@ class Predictor:
                 tensor.record_stream(torch.cuda.current_stream(self.model.device))
         keep = raw.scores >= self.score_threshold
         if self.class_filter is not None:
-            keep &= torch.isin(raw.labels, torch.from_numpy(self.class_filter).to(raw.labels.device))
+            keep &= torch.isin(raw.labels, self._class_filter_on(raw.labels.device))
         boxes, scores, labels, probs = raw.boxes[keep], raw.scores[keep], raw.labels[keep], raw.mask_probs[keep]
         if self.agnostic_nms is not None and len(scores) > 1:
             kept = nms(boxes, scores, self.agnostic_nms)
             boxes, scores, labels, probs = boxes[kept], scores[kept], labels[kept], probs[kept]
         height, width = frame.image.shape[:2]
-        probs, crop_boxes = paste_crops(probs, boxes, height, width)
-        # One transfer for the small tensors, one for the crops (uint8: a quarter of float, bools as bytes).
-        table = torch.cat([boxes, scores[:, None], labels[:, None].float(), crop_boxes.float()], 1).cpu().numpy()
+        # Two transfers: the small table first (its boxes give the crops' sizes on the host), then the
+        # thresholded crops as bytes. Nothing of full-frame size exists on either side.
+        table = torch.cat([boxes, scores[:, None], labels[:, None].float()], 1).cpu()
+        probs, crop_boxes = paste_crops(probs, table[:, :4], height, width)
         pasted = (probs > self.mask_threshold).cpu().numpy()
-        crop_boxes = table[:, 6:].astype(np.int64)
+        table, crop_boxes = table.numpy(), crop_boxes.numpy()
         found = Instances(
             boxes=np.ascontiguousarray(table[:, :4], np.float32),
             scores=np.ascontiguousarray(table[:, 4], np.float32),

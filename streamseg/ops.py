@@ -28,8 +28,8 @@ def paste_crops(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: in
                 padding: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste (N, M, M) mask probabilities into their boxes, computing only the pixels of each box.
 
-    Returns ``(crops, crop_boxes)``: ``crop_boxes`` (N, 4) int64 are the frame pixels each paste can
-    touch, ``x0, y0, x1, y1`` with exclusive ends, clipped to the (height, width) frame; ``crops`` is
+    Returns ``(crops, crop_boxes)``: ``crop_boxes`` (N, 4) int64, on the device of ``boxes`` (boxes
+    on the CPU spare a GPU a wait for the crops' sizes), are the frame pixels each paste can touch, ``x0, y0, x1, y1`` with exclusive ends, clipped to the (height, width) frame; ``crops`` is
     (N, Hmax, Wmax) with crop n's pixels in ``crops[n, :y1 - y0, :x1 - x0]`` (the rest is padding).
     Every pixel outside a crop box is 0 in torchvision's full-frame paste, so nothing is lost.
 
@@ -41,7 +41,7 @@ def paste_crops(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: in
     """
     count = masks.shape[0]
     if count == 0:
-        return masks.new_zeros((0, 0, 0)), torch.zeros((0, 4), dtype=torch.int64, device=masks.device)
+        return masks.new_zeros((0, 0, 0)), torch.zeros((0, 4), dtype=torch.int64, device=boxes.device)
     size = masks.shape[-1]
     padded = F.pad(masks.float(), (padding,) * 4)
     scale = (size + 2 * padding) / size
@@ -56,8 +56,10 @@ def paste_crops(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: in
     crop_boxes[:, 2:] = torch.maximum(crop_boxes[:, 2:], crop_boxes[:, :2])
     spans = crop_boxes[:, 2:] - crop_boxes[:, :2]
     crop_w, crop_h = (int(v) for v in spans.max(0).values.tolist())  # one host sync, for the shapes
-    source = size + 2 * padding
+    source, device = size + 2 * padding, masks.device
     # Crop pixel p is frame pixel crop_box start + p: the paste starts (paste start - crop start) into the crop.
-    columns = _interpolation_matrix(x0 - crop_boxes[:, 0], (x1 - x0 + 1).clamp(min=1), crop_w, source)
-    rows = _interpolation_matrix(y0 - crop_boxes[:, 1], (y1 - y0 + 1).clamp(min=1), crop_h, source)
+    columns = _interpolation_matrix((x0 - crop_boxes[:, 0]).to(device), (x1 - x0 + 1).clamp(min=1).to(device),
+                                    crop_w, source)
+    rows = _interpolation_matrix((y0 - crop_boxes[:, 1]).to(device), (y1 - y0 + 1).clamp(min=1).to(device),
+                                 crop_h, source)
     return rows @ padded @ columns.transpose(1, 2), crop_boxes
