@@ -6,12 +6,16 @@ the first frame to the last, and the unique count per class must stay exact.
 """
 
 from collections import Counter
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from streamseg.instances import Instances
+from streamseg.sources import open_source
 from streamseg.track import Tracker
+
+from .helpers_video import write_restamped
 
 H, W = 240, 320
 ROWS, COLS = np.mgrid[:H, :W]
@@ -85,6 +89,18 @@ def test_repeated_timestamps_keep_every_id(tick):
     tracker, ids = track(nominal, stamps)
     assert_one_id_each(tracker, ids)
     assert all(np.isfinite(t.kalman.x).all() and np.isfinite(t.kalman.P).all() for t in tracker.tracks)
+
+
+def test_a_file_with_repeated_timestamps_keeps_every_id(tmp_path):
+    # The same through a real source: Matroska keeps repeated timestamps, and the source moves each repeat one
+    # millisecond on. Only the times come from the file; the objects are one frame apart from frame to frame.
+    stamps = np.arange(FRAMES)
+    for index in (1, 5, 6, 20, 33, 50):
+        stamps[index] = stamps[index - 1]
+    with open_source(write_restamped(tmp_path / "repeats.mkv", "matroska", stamps.tolist(), Fraction(1, 25))) as source:
+        times = [frame.time for frame in source]
+    assert len(times) == FRAMES and min(np.diff(times)) == pytest.approx(0.001)
+    assert_one_id_each(*track(np.arange(FRAMES) * 0.04, times))
 
 
 def test_speed_is_kept_in_real_time_when_the_frame_rate_changes():
