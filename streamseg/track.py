@@ -8,11 +8,13 @@ new mask. Two boxes that overlap while their objects cross still have masks that
 do not swap. Lost tracks are kept for ``lost_seconds`` of stream time (not frames, so ``--stride``
 and dropped frames do not change it) and are re-found by predicted position after an occlusion; an
 object cut from one side as it went out of sight is predicted at its full size and at the speed of
-its still-moving edge.
+its still-moving edge. Motion is predicted from the stream time between frames, so a variable frame
+rate, a stall or a burst of frames moves each track as far as the time says.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,8 @@ from .errors import InputError
 from .instances import Instances, overlap
 
 _NO_MATCH = 1e6
+_RATE_WINDOW = 15  # frames over which the time step (the typical frame interval) is averaged
+_MIN_STEP = 1 / 60  # seconds: a shorter mean gap is a burst (or retimed repeats), not a frame rate
 
 
 @dataclass
@@ -52,7 +56,10 @@ class TrackerConfig:
 
 
 class KalmanBox:
-    """Constant-velocity Kalman filter on (cx, cy, w, h); noise scales with the box, as in ByteTrack."""
+    """Constant-velocity Kalman filter on (cx, cy, w, h); noise scales with the box, as in ByteTrack.
+
+    Velocities are per step, the tracker's typical frame interval, as ByteTrack's noise is per frame.
+    """
 
     POSITION_NOISE, VELOCITY_NOISE = 1 / 20, 1 / 160
 
@@ -70,6 +77,12 @@ class KalmanBox:
         self.x = transition @ self.x
         self.x[2:4] = np.maximum(self.x[2:4], 1.0)
         self.P = transition @ self.P @ transition.T + noise
+
+    def rescale_step(self, factor: float) -> None:
+        """The step became ``factor`` times as long: velocities are per step, so they scale with it."""
+        scale = np.r_[np.ones(4), np.full(4, factor)]
+        self.x[4:] *= factor
+        self.P *= np.outer(scale, scale)
 
     def update(self, box: np.ndarray) -> None:
         measured = _cxcywh(box)
@@ -138,7 +151,8 @@ class Tracker:
         self.config = config or TrackerConfig()
         self.tracks: list[Track] = []
         self.next_id = 1
-        self.frame_interval: float | None = None  # the shortest gap seen between frames: one "step"
+        self.frame_interval: float | None = None  # one "step": the mean of recent_gaps, at least _MIN_STEP
+        self.recent_gaps: deque[float] = deque(maxlen=_RATE_WINDOW)
         self.last_time: float | None = None
         self.counted_ids: dict[int, int] = {}  # track id -> class id, every track seen in count_hits frames
 
@@ -205,17 +219,30 @@ class Tracker:
     def reset(self) -> None:
         """Forget every track (after a long outage): objects seen next get new ids, never reused ones."""
         self.tracks = []
-        self.last_time = None
+        self.last_time = None  # the outage is not a frame interval: the step stays the stream's recent one
 
     def _steps(self, now: float) -> float:
+        """Stream time since the last frame, in steps: the mean frame interval over the last _RATE_WINDOW frames.
+
+        Motion is predicted from the time itself (velocities are per step, and rescaled when it changes); the
+        step only sets how much the motion may change in that time, as the Kalman noise is per frame. A mean,
+        not the shortest or the median gap: it is the window's length over its frame count, which frames
+        squeezed together by a burst, or a tick apart after a repeated timestamp, only rearrange. And at least
+        _MIN_STEP, as a step of a tick (the first gap of a stream that starts with a burst) would make the
+        noise, and the speed learnt from one frame's jump, blow up.
+        """
         if self.last_time is None:
             self.last_time = now
             return 0.0
-        gap = now - self.last_time
+        gap = max(now - self.last_time, 0.0)  # a repeated timestamp (or one going back): no time has passed
         self.last_time = now
-        if gap > 0 and (self.frame_interval is None or gap < self.frame_interval):
-            self.frame_interval = gap
-        return gap / self.frame_interval if self.frame_interval else 1.0
+        self.recent_gaps.append(gap)
+        step = max(sum(self.recent_gaps) / len(self.recent_gaps), _MIN_STEP)
+        if self.frame_interval is not None:
+            for track in self.tracks:
+                track.kalman.rescale_step(step / self.frame_interval)
+        self.frame_interval = step
+        return gap / step
 
     def _start(self, found: Instances, index: int, now: float) -> Track:
         box = found.boxes[index]
