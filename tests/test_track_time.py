@@ -37,7 +37,7 @@ def shape_mask(class_id, cx, cy, r=12):
 
 def detections(masks, class_ids, index, time):
     boxes = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in (np.nonzero(m) for m in masks)]
-    return Instances(np.array(boxes, np.float32), np.full(len(masks), 0.9, np.float32),
+    return Instances.from_masks(np.array(boxes, np.float32), np.full(len(masks), 0.9, np.float32),
                      np.array(class_ids, np.int64), np.stack(masks), index, time)
 
 
