@@ -15,7 +15,9 @@ rate, a stall or a burst of frames moves each track as far as the time says.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -64,34 +66,57 @@ class KalmanBox:
     POSITION_NOISE, VELOCITY_NOISE = 1 / 20, 1 / 160
 
     def __init__(self, box: np.ndarray):
-        self.x = np.r_[_cxcywh(box), np.zeros(4)]
-        scale = np.r_[self.x[2:4], self.x[2:4]]
-        self.P = np.diag(np.square(np.r_[2 * self.POSITION_NOISE * scale, 10 * self.VELOCITY_NOISE * scale]))
+        self.x = np.concatenate([_cxcywh(box), np.zeros(4)])
+        scale = np.tile(self.x[2:4], 2)
+        self.P = np.diag(np.square(np.concatenate([2 * self.POSITION_NOISE * scale, 10 * self.VELOCITY_NOISE * scale])))
 
     def predict(self, steps: float) -> None:
         """Move ``steps`` frame intervals ahead (fractional or several after a gap)."""
-        transition = np.eye(8)
-        transition[:4, 4:] = steps * np.eye(4)
-        size = np.r_[self.x[2:4], self.x[2:4]]
-        noise = np.diag(np.square(np.r_[self.POSITION_NOISE * size, self.VELOCITY_NOISE * size])) * max(steps, 1e-3)
-        self.x = transition @ self.x
-        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
-        self.P = transition @ self.P @ transition.T + noise
+        KalmanBox.predict_all([self], steps)
+
+    @classmethod
+    def predict_all(cls, filters: list[KalmanBox], steps: float) -> None:
+        """Move every filter ``steps`` ahead at once: one set of array operations for a crowd, not one per track.
+
+        The transition F adds ``steps`` times each velocity to its position; ``F P F^T`` is written out in
+        the blocks of P (positions and velocities), which is all the matrix product does.
+        """
+        if not filters:
+            return
+        x, P = np.stack([f.x for f in filters]), np.stack([f.P for f in filters])
+        size = np.tile(x[:, 2:4], 2)  # the noise follows the size before the move
+        noise = np.square(np.concatenate([cls.POSITION_NOISE * size, cls.VELOCITY_NOISE * size], 1)) * max(steps, 1e-3)
+        x[:, :4] += steps * x[:, 4:]
+        x[:, 2:4] = np.maximum(x[:, 2:4], 1.0)
+        P[:, :4] += steps * P[:, 4:]  # F P: position rows take on their velocity rows
+        P[:, :, :4] += steps * P[:, :, 4:]  # (F P) F^T: the same for the columns
+        P[:, np.arange(8), np.arange(8)] += noise
+        for f, state, covariance in zip(filters, x, P):
+            f.x, f.P = state, covariance
 
     def rescale_step(self, factor: float) -> None:
         """The step became ``factor`` times as long: velocities are per step, so they scale with it."""
-        scale = np.r_[np.ones(4), np.full(4, factor)]
+        scale = np.concatenate([np.ones(4), np.full(4, factor)])
         self.x[4:] *= factor
         self.P *= np.outer(scale, scale)
 
     def update(self, box: np.ndarray) -> None:
-        measured = _cxcywh(box)
-        project = np.eye(4, 8)
-        noise = np.diag(np.square(self.POSITION_NOISE * np.r_[measured[2:4], measured[2:4]]))
-        innovation_cov = project @ self.P @ project.T + noise
-        gain = self.P @ project.T @ np.linalg.inv(innovation_cov)
-        self.x = self.x + gain @ (measured - project @ self.x)
-        self.P = (np.eye(8) - gain @ project) @ self.P
+        KalmanBox.update_all([self], box[None])
+
+    @classmethod
+    def update_all(cls, filters: list[KalmanBox], boxes: np.ndarray) -> None:
+        """Correct each filter with its measured box (``boxes`` (N, 4) xyxy), all at once."""
+        if not filters:
+            return
+        x, P = np.stack([f.x for f in filters]), np.stack([f.P for f in filters])
+        measured = _cxcywh_all(boxes)
+        noise = np.square(cls.POSITION_NOISE * np.tile(measured[:, 2:4], 2))
+        innovation_cov = P[:, :4, :4] + noise[:, :, None] * np.eye(4)  # H P H^T + R: H picks the positions
+        gain = P[:, :, :4] @ np.linalg.inv(innovation_cov)  # P H^T S^-1
+        x = x + (gain @ (measured - x[:, :4])[:, :, None])[:, :, 0]
+        P = P - gain @ P[:, :4, :]  # (I - K H) P
+        for f, state, covariance in zip(filters, x, P):
+            f.x, f.P = state, covariance
 
     def coast(self, full_size: np.ndarray) -> None:
         """Go on without measurements from here: the object has just gone out of sight.
@@ -115,8 +140,13 @@ class KalmanBox:
 
     @property
     def box(self) -> np.ndarray:
-        cx, cy, w, h = self.x[:4]
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        return _xyxy(self.x[None, :4])[0]
+
+
+class TrackState(Enum):
+    TENTATIVE = "tentative"  # seen, not yet in confirm_hits frames: no id, dropped at its first miss
+    CONFIRMED = "confirmed"  # has an id and was seen in the latest frame
+    LOST = "lost"  # has an id, unseen lately: coasting, waiting lost_seconds to be re-found
 
 
 @dataclass
@@ -131,8 +161,12 @@ class Track:
     full_size: np.ndarray  # (w, h): the largest box lately, a maximum that fades over lost_seconds
     hits: int = 1
     score: float = 0.0
-    lost: bool = False
+    state: TrackState = TrackState.TENTATIVE
     votes: dict[int, float] = field(default_factory=dict)  # class id -> summed detection scores
+    mask_area: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mask_area = int(np.count_nonzero(self.mask))
 
     def vote(self, class_id: int, score: float) -> None:
         """The track's class is the one its detections gave most confidence to, so one flicker does not relabel it."""
@@ -141,7 +175,14 @@ class Track:
 
     @property
     def confirmed(self) -> bool:
-        return self.id > 0
+        return self.state is not TrackState.TENTATIVE
+
+    @property
+    def lost(self) -> bool:
+        return self.state is TrackState.LOST
+
+
+Scorer = Callable[[list[Track], np.ndarray], np.ndarray]  # (tracks, detection indices) -> similarity matrix
 
 
 class Tracker:
@@ -160,34 +201,23 @@ class Tracker:
         """``found`` with ``track_ids`` filled (-1 for detections without a confirmed track)."""
         config, now = self.config, found.time
         steps = self._steps(now)
-        for track in self.tracks:
-            track.kalman.predict(steps)
+        KalmanBox.predict_all([track.kalman for track in self.tracks], steps)
         ids = np.full(len(found), -1, np.int64)
         high = np.flatnonzero(found.scores >= config.high_score)
         low = np.flatnonzero(found.scores < config.high_score)
 
-        areas = found.areas
-
-        def similarity(track: Track, index: int) -> float:
-            mask = _shifted_mask_iou(track, found.crops[index], found.crop_boxes[index], int(areas[index]))
-            return config.mask_weight * mask + (1 - config.mask_weight) * box_iou(track.kalman.box, found.boxes[index])
-
-        def overlap(track: Track, index: int) -> float:
-            return box_iou(track.kalman.box, found.boxes[index])
-
-        def nearness(track: Track, index: int) -> float:
-            # 1 at the predicted centre, 0 at reacquire_distance box sizes away: re-finding after occlusion.
-            predicted, centre = track.kalman.x, _cxcywh(found.boxes[index])[:2]
-            size = max(float(np.hypot(*predicted[2:4])), 1.0)
-            return max(0.0, 1.0 - float(np.hypot(*(centre - predicted[:2]))) / (config.reacquire_distance * size))
-
         classes, weight = found.class_ids, config.other_class_weight
-        pairs, free_tracks, free_high = _match(self.tracks, high, classes, similarity, config.min_similarity, weight)
-        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, overlap, config.low_min_iou, weight)
-        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, nearness, 0.0, weight)
+        pairs, free_tracks, free_high = _match(self.tracks, high, classes, self._similarity(found), config.min_similarity, weight)
+        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, _box_overlap(found), config.low_min_iou,
+                            weight)
+        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, self._nearness(found), 0.0,
+                                     weight)
         matched = set()
         class_ids = found.class_ids.copy()
-        for track, index in pairs + more + again:
+        found_again = pairs + more + again
+        KalmanBox.update_all([track.kalman for track, _ in found_again],
+                             found.boxes[[index for _, index in found_again]].reshape(-1, 4))
+        for track, index in found_again:
             self._absorb(track, found, index, now)
             matched.add(id(track))
             if track.confirmed:
@@ -200,7 +230,7 @@ class Tracker:
             elif track.confirmed and now - track.last_time <= config.lost_seconds:
                 if not track.lost:
                     track.kalman.coast(track.full_size)
-                track.lost = True
+                track.state = TrackState.LOST
                 survivors.append(track)
         # An unconfirmed track that misses a frame was noise; a confirmed one waits to be re-found.
         first_frame = not self.tracks and self.next_id == 1
@@ -215,6 +245,54 @@ class Tracker:
         result = found.select(np.arange(len(found)))
         result.track_ids, result.class_ids = ids, class_ids
         return result
+
+    def _similarity(self, found: Instances) -> Scorer:
+        """First stage: mask_weight x IoU of each track's motion-shifted last mask with each new mask, plus
+        the rest x IoU of the predicted and new boxes.
+
+        Masks are compared only where their crops meet, and only where the best IoU their sizes and the
+        crops' overlap allow could lift the pair over ``min_similarity``: a crowd has many neighbours
+        whose crops touch, few that can match.
+        """
+        mask_weight, threshold, areas = self.config.mask_weight, self.config.min_similarity, found.areas
+
+        def score(tracks: list[Track], candidates: np.ndarray) -> np.ndarray:
+            states = np.array([t.kalman.x[:4] for t in tracks])
+            similarity = (1 - mask_weight) * box_iou_matrix(_xyxy(states), found.boxes[candidates])
+            # Each last mask's crop, moved by the motion predicted since it was seen.
+            moved = np.round(states[:, :2] - np.array([t.mask_center for t in tracks])).astype(np.int64)
+            shifted = np.array([t.mask_box for t in tracks]) + np.tile(moved, 2)
+            crop_boxes = found.crop_boxes[candidates]
+            track_areas, new_areas = np.array([t.mask_area for t in tracks]), areas[candidates]
+            widths = np.minimum(shifted[:, None, 2], crop_boxes[None, :, 2]) - np.maximum(shifted[:, None, 0], crop_boxes[None, :, 0])
+            heights = np.minimum(shifted[:, None, 3], crop_boxes[None, :, 3]) - np.maximum(shifted[:, None, 1], crop_boxes[None, :, 1])
+            most = np.minimum(np.clip(widths, 0, None) * np.clip(heights, 0, None),
+                              np.minimum(track_areas[:, None], new_areas[None, :]))  # shared pixels at most
+            with np.errstate(divide="ignore", invalid="ignore"):
+                best = np.where(most > 0, most / (track_areas[:, None] + new_areas[None, :] - most), 0.0)
+            rows, cols = np.nonzero(similarity + mask_weight * best > threshold)
+            for row, col in zip(rows.tolist(), cols.tolist()):
+                track, index = tracks[row], int(candidates[col])
+                inter = overlap(track.mask, shifted[row].tolist(), found.crops[index], crop_boxes[col].tolist())
+                union = track.mask_area + int(areas[index]) - inter
+                similarity[row, col] += mask_weight * inter / union if union else 0.0
+            return similarity
+
+        return score
+
+    def _nearness(self, found: Instances) -> Scorer:
+        """Re-finding after occlusion: 1 at a lost track's predicted centre, 0 at reacquire_distance box sizes away."""
+        reach = self.config.reacquire_distance
+
+        def score(tracks: list[Track], candidates: np.ndarray) -> np.ndarray:
+            predicted = np.array([t.kalman.x[:4] for t in tracks])
+            boxes = found.boxes[candidates].astype(np.float64)
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+            sizes = np.maximum(np.hypot(predicted[:, 2], predicted[:, 3]), 1.0)
+            distances = np.hypot(*(centres[None, :, :] - predicted[:, None, :2]).transpose(2, 0, 1))
+            return np.maximum(0.0, 1.0 - distances / (reach * sizes[:, None]))
+
+        return score
 
     def reset(self) -> None:
         """Forget every track (after a long outage): objects seen next get new ids, never reused ones."""
@@ -238,7 +316,7 @@ class Tracker:
         self.last_time = now
         self.recent_gaps.append(gap)
         step = max(sum(self.recent_gaps) / len(self.recent_gaps), _MIN_STEP)
-        if self.frame_interval is not None:
+        if self.frame_interval is not None and step != self.frame_interval:
             for track in self.tracks:
                 track.kalman.rescale_step(step / self.frame_interval)
         self.frame_interval = step
@@ -252,17 +330,20 @@ class Tracker:
         return track
 
     def _confirm(self, track: Track) -> None:
+        track.state = TrackState.CONFIRMED
         track.id = self.next_id
         self.next_id += 1
 
     def _absorb(self, track: Track, found: Instances, index: int, now: float) -> None:
+        """Take detection ``index`` into ``track`` (its Kalman filter is already updated with the box)."""
         box = found.boxes[index]
-        track.kalman.update(box)
-        track.mask, track.mask_box = found.crops[index], found.crop_boxes[index]
+        track.mask, track.mask_box, track.mask_area = found.crops[index], found.crop_boxes[index], int(found.areas[index])
         track.mask_center = track.kalman.x[:2].copy()
         fade = np.exp(-(now - track.last_time) / self.config.lost_seconds)
         track.full_size = np.maximum(_cxcywh(box)[2:], track.full_size * fade)
-        track.last_time, track.score, track.lost = now, float(found.scores[index]), False
+        track.last_time, track.score = now, float(found.scores[index])
+        if track.lost:
+            track.state = TrackState.CONFIRMED
         track.hits += 1
         track.vote(int(found.class_ids[index]), track.score)
         if not track.confirmed and track.hits >= self.config.confirm_hits:
@@ -271,9 +352,9 @@ class Tracker:
             self.counted_ids[track.id] = track.class_id  # updated while it lives: the class may still be outvoted
 
 
-def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, similarity, threshold: float,
+def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, scorer: Scorer, threshold: float,
            other_class_weight: float):
-    """Hungarian matching of ``tracks`` to ``candidates`` (detection indices).
+    """Hungarian matching of ``tracks`` to ``candidates`` (detection indices) on ``scorer``'s similarities.
 
     A detection of another class than the track's can still match, its similarity scaled by
     ``other_class_weight``: the model's class flickers on small or half-hidden objects, and a
@@ -283,14 +364,10 @@ def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, s
     """
     if not tracks or not len(candidates):
         return [], list(tracks), [int(i) for i in candidates]
-    cost = np.full((len(tracks), len(candidates)), _NO_MATCH)
-    for row, track in enumerate(tracks):
-        for col, index in enumerate(candidates):
-            score = similarity(track, int(index))
-            if class_ids[index] != track.class_id:
-                score *= other_class_weight
-            if score > threshold:
-                cost[row, col] = 1.0 - score
+    similarity = scorer(tracks, candidates)
+    other_class = np.array([t.class_id for t in tracks])[:, None] != class_ids[candidates][None, :]
+    similarity = np.where(other_class, similarity * other_class_weight, similarity)
+    cost = np.where(similarity > threshold, 1.0 - similarity, _NO_MATCH)
     rows, cols = linear_sum_assignment(cost)
     kept = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
     used_rows, used_cols = {r for r, _ in kept}, {c for _, c in kept}
@@ -299,27 +376,35 @@ def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, s
             [int(i) for c, i in enumerate(candidates) if c not in used_cols])
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+def _box_overlap(found: Instances) -> Scorer:
+    """Second stage (weak detections): IoU of each track's predicted box with each new box."""
+    return lambda tracks, candidates: box_iou_matrix(_xyxy(np.array([t.kalman.x[:4] for t in tracks])),
+                                                     found.boxes[candidates])
+
+
+def _xyxy(states: np.ndarray) -> np.ndarray:
+    """(N, 4) (cx, cy, w, h) as xyxy boxes."""
+    half = states[:, 2:4] / 2
+    return np.concatenate([states[:, :2] - half, states[:, :2] + half], 1)
+
+
+def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of xyxy boxes, in float64."""
+    a, b = a.astype(np.float64)[:, None, :], b.astype(np.float64)[None, :, :]
+    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    inter = np.where((width > 0) & (height > 0), width * height, 0.0)
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(inter > 0, inter / union, 0.0)
+
+
+def _cxcywh_all(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy boxes as (cx, cy, w, h), sizes at least 1 pixel, in float64."""
+    boxes = boxes.astype(np.float64)
+    return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)], 1)
 
 
 def _cxcywh(box: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = (float(v) for v in box)
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)])
-
-
-def _shifted_mask_iou(track: Track, crop: np.ndarray, crop_box: np.ndarray, area: int) -> float:
-    """IoU of the track's last mask, moved by its predicted motion, with a detection's mask (as a crop)."""
-    track_area = int(np.count_nonzero(track.mask))
-    if track_area == 0:
-        return 0.0
-    dx, dy = np.round(track.kalman.x[:2] - track.mask_center).astype(int)
-    shifted = track.mask_box + (dx, dy, dx, dy)
-    inter = overlap(track.mask, shifted.tolist(), crop, crop_box.tolist())
-    union = track_area + area - inter
-    return inter / union if union else 0.0
