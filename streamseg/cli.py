@@ -99,41 +99,41 @@ def _progress(quiet: bool) -> Progress:
 @reported
 def segment(
     source: str = typer.Argument(..., help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: runs/<source name>)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out (its files only; a folder holding anything else is refused)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with these options, or a preset's name (default, cpu-fast, accurate, coco-gpu, live-camera); the command line wins."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
-    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep detections scoring at least this (default: 0.5)."),
-    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Mask probability that counts as inside (default: 0.5)."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. circle,triangle)."),
-    fragment_overlap: Optional[float] = typer.Option(None, "--fragment-overlap", help="Drop a detection whose mask is more than this fraction covered by surer ones, as the same object reported again; 1 keeps all (default: 0.8)."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Infer every Nth frame; the others show the latest result (default: 1)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
-    start: Optional[float] = typer.Option(None, "--start", help="Start this many seconds into the source."),
-    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels (default: the model's)."),
-    video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write overlay.mp4 (default: on)."),
-    json_out: Optional[bool] = typer.Option(None, "--json/--no-json", help="Write frames.jsonl (default: on)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="async (steps in parallel threads) or sequential (one loop, the baseline) (default: async)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
-    streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams, each with its own inference thread (default: 2)."),
-    track: Optional[bool] = typer.Option(None, "--track/--no-track", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
-    line: Optional[list[str]] = typer.Option(None, "--line", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),
-    zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,...[:name] (pixels; repeatable)."),
-    trail: Optional[int] = typer.Option(None, "--trail", help="Frames of each track's path drawn on the overlay; 0 for none (default: 30)."),
-    zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
-    export_formats: Optional[list[str]] = typer.Option(None, "--export", help="Also write the tracks as mot, mots or ytvis (repeatable) into --out."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (real time for a live source, video time for a file)."),
-    latency: Optional[str] = typer.Option(None, "--latency", help="low: drop stale frames so the output stays current; complete: every frame (default: low for cameras and streams, complete for files)."),
-    reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", help="Reopen a stream that fails or ends, with growing waits (default: on for network streams)."),
-    reconnect_max: Optional[float] = typer.Option(None, "--reconnect-max", help="Most seconds between two reconnection attempts (default: 30)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds a camera or stream may take to open or to send data (default: 10)."),
-    reset_gap: Optional[float] = typer.Option(None, "--reset-gap", help="After an outage this long (seconds), tracking starts afresh with new ids (default: 5)."),
-    camera_size: Optional[str] = typer.Option(None, "--camera-size", help="Frame size to ask of a camera, WIDTHxHEIGHT (default: the camera's)."),
-    camera_fps: Optional[float] = typer.Option(None, "--camera-fps", help="Frame rate to ask of a camera (default: the camera's)."),
-    show: bool = typer.Option(False, "--show", help="Show the overlay in a window as it is made; q or Esc stops the run cleanly."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or report."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", rich_help_panel="Outputs", help="Output directory (default: runs/<source name>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel="Outputs", help="Replace an existing run in --out (its files only; a folder holding anything else is refused)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", rich_help_panel="Outputs", help="TOML file with these options, or a preset's name (default, cpu-fast, accurate, coco-gpu, live-camera); the command line wins."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", rich_help_panel="Model", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
+    weights: Optional[str] = typer.Option(None, "--weights", rich_help_panel="Model", help="Local weights file for the model, or 'random' for untrained weights."),
+    device: Optional[str] = typer.Option(None, "--device", rich_help_panel="Model", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", rich_help_panel="Model", help="Keep detections scoring at least this (default: 0.5)."),
+    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", rich_help_panel="Model", help="Mask probability that counts as inside (default: 0.5)."),
+    classes: Optional[str] = typer.Option(None, "--classes", rich_help_panel="Model", help="Only these classes, comma-separated (e.g. circle,triangle)."),
+    fragment_overlap: Optional[float] = typer.Option(None, "--fragment-overlap", rich_help_panel="Model", help="Drop a detection whose mask is more than this fraction covered by surer ones, as the same object reported again; 1 keeps all (default: 0.8)."),
+    stride: Optional[int] = typer.Option(None, "--stride", rich_help_panel="Input", help="Infer every Nth frame; the others show the latest result (default: 1)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", rich_help_panel="Input", help="Stop after this many frames."),
+    start: Optional[float] = typer.Option(None, "--start", rich_help_panel="Input", help="Start this many seconds into the source."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", rich_help_panel="Model", help="Shorter side the model sees, in pixels (default: the model's)."),
+    video: Optional[bool] = typer.Option(None, "--video/--no-video", rich_help_panel="Outputs", help="Write overlay.mp4 (default: on)."),
+    json_out: Optional[bool] = typer.Option(None, "--json/--no-json", rich_help_panel="Outputs", help="Write frames.jsonl (default: on)."),
+    mode: Optional[str] = typer.Option(None, "--mode", rich_help_panel="Speed", help="async (steps in parallel threads) or sequential (one loop, the baseline) (default: async)."),
+    batch: Optional[int] = typer.Option(None, "--batch", rich_help_panel="Speed", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
+    streams: Optional[int] = typer.Option(None, "--streams", rich_help_panel="Speed", help="CUDA streams, each with its own inference thread (default: 2)."),
+    track: Optional[bool] = typer.Option(None, "--track/--no-track", rich_help_panel="Tracking and counting", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
+    line: Optional[list[str]] = typer.Option(None, "--line", rich_help_panel="Tracking and counting", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),
+    zone: Optional[list[str]] = typer.Option(None, "--zone", rich_help_panel="Tracking and counting", help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,...[:name] (pixels; repeatable)."),
+    trail: Optional[int] = typer.Option(None, "--trail", rich_help_panel="Tracking and counting", help="Frames of each track's path drawn on the overlay; 0 for none (default: 30)."),
+    zone_overlap: Optional[float] = typer.Option(None, "--zone-overlap", rich_help_panel="Tracking and counting", help="Fraction of a mask inside a zone for it to count as in (default: 0.5)."),
+    export_formats: Optional[list[str]] = typer.Option(None, "--export", rich_help_panel="Outputs", help="Also write the tracks as mot, mots or ytvis (repeatable) into --out."),
+    duration: Optional[float] = typer.Option(None, "--duration", rich_help_panel="Input", help="Stop after this many seconds (real time for a live source, video time for a file)."),
+    latency: Optional[str] = typer.Option(None, "--latency", rich_help_panel="Live sources", help="low: drop stale frames so the output stays current; complete: every frame (default: low for cameras and streams, complete for files)."),
+    reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", rich_help_panel="Live sources", help="Reopen a stream that fails or ends, with growing waits (default: on for network streams)."),
+    reconnect_max: Optional[float] = typer.Option(None, "--reconnect-max", rich_help_panel="Live sources", help="Most seconds between two reconnection attempts (default: 30)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", rich_help_panel="Live sources", help="Seconds a camera or stream may take to open or to send data (default: 10)."),
+    reset_gap: Optional[float] = typer.Option(None, "--reset-gap", rich_help_panel="Live sources", help="After an outage this long (seconds), tracking starts afresh with new ids (default: 5)."),
+    camera_size: Optional[str] = typer.Option(None, "--camera-size", rich_help_panel="Live sources", help="Frame size to ask of a camera, WIDTHxHEIGHT (default: the camera's)."),
+    camera_fps: Optional[float] = typer.Option(None, "--camera-fps", rich_help_panel="Live sources", help="Frame rate to ask of a camera (default: the camera's)."),
+    show: bool = typer.Option(False, "--show", rich_help_panel="Outputs", help="Show the overlay in a window as it is made; q or Esc stops the run cleanly."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel="Outputs", help="No progress bar or report."),
 ) -> None:
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
 
@@ -193,7 +193,7 @@ def segment(
                 console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of "
                               "`streamseg synth`; for real objects use --model maskrcnn_resnet50_fpn_v2 (COCO)",
                               soft_wrap=True)
-            _follow(run, window, quiet)
+            _consume(run, window, quiet)
     finally:
         if window is not None:
             window.close()
@@ -228,7 +228,7 @@ def segment(
                 console.print(f"  {path}")
 
 
-def _follow(run, window, quiet: bool) -> None:
+def _consume(run, window, quiet: bool) -> None:
     """Consume the run: the progress bar, and the window when there is one."""
     detections = 0
     dropped = 0

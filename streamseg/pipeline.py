@@ -344,7 +344,7 @@ class Run:
             with stats.timed("track"):
                 self._latest = self.tracker.update(self._latest)
                 if config.trail and (config.video or self.keep_overlays):  # trails are for drawing
-                    self._trails = self._follow(self._latest)
+                    self._trails = self._extend_trails(self._latest)
         stats.frames_inferred += 1
         stats.detections.update(segmenter.model.class_names[c] for c in self._latest.class_ids)
         record = None
@@ -365,7 +365,7 @@ class Run:
                 record["counts"], record["events"] = counts, events
         return record
 
-    def _follow(self, instances: Instances) -> dict[int, list]:
+    def _extend_trails(self, instances: Instances) -> dict[int, list]:
         """Extend each visible track's path; forget the paths of tracks the tracker has dropped."""
         length = self.segmenter.config.trail
         visible = {}

@@ -207,17 +207,17 @@ class Tracker:
         low = np.flatnonzero(found.scores < config.high_score)
 
         classes, weight = found.class_ids, config.other_class_weight
-        pairs, free_tracks, free_high = _match(self.tracks, high, classes, self._similarity(found), config.min_similarity, weight)
-        more, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, _box_overlap(found), config.low_min_iou,
+        by_mask, free_tracks, free_high = _match(self.tracks, high, classes, self._similarity(found), config.min_similarity, weight)
+        by_box, _, _ = _match([t for t in free_tracks if not t.lost], low, classes, _box_overlap(found), config.low_min_iou,
                             weight)
-        again, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, self._nearness(found), 0.0,
+        refound, _, free_high = _match([t for t in free_tracks if t.lost], free_high, classes, self._nearness(found), 0.0,
                                      weight)
         matched = set()
         class_ids = found.class_ids.copy()
-        found_again = pairs + more + again
-        KalmanBox.update_all([track.kalman for track, _ in found_again],
-                             found.boxes[[index for _, index in found_again]].reshape(-1, 4))
-        for track, index in found_again:
+        matched_pairs = by_mask + by_box + refound
+        KalmanBox.update_all([track.kalman for track, _ in matched_pairs],
+                             found.boxes[[index for _, index in matched_pairs]].reshape(-1, 4))
+        for track, index in matched_pairs:
             self._absorb(track, found, index, now)
             matched.add(id(track))
             if track.confirmed:
