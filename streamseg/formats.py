@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .errors import InputError
-from .instances import Instances
+from .instances import Frame, FrameNotes, Instances
 
 
 def encode_masks(instances: Instances) -> list[dict]:
@@ -87,6 +88,25 @@ def instances_to_record(inst: Instances, class_names: Sequence[str], rles: list[
         "height": inst.height,
         "instances": objects,
     }
+
+
+def frame_record(found: Instances, class_names: Sequence[str], masks: list[dict], frame: Frame,
+                 notes: FrameNotes) -> dict:
+    """The whole JSONL line of an inferred frame: its instances, then what the source and steps noted."""
+    record = instances_to_record(found, class_names, masks)
+    if frame.wall_time is not None:  # a live source: real time, and what was dropped to stay current
+        record["wall_time"] = iso_utc(frame.wall_time)
+        record["dropped_before"] = notes.dropped_before
+    if notes.source_events:
+        record["source_events"] = notes.source_events
+    if notes.counts is not None:
+        record["counts"], record["events"] = notes.counts, notes.events
+    return record
+
+
+def iso_utc(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, e.g. ``2026-11-27T10:15:02.123Z``."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record_to_instances(record: dict) -> Instances:

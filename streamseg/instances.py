@@ -144,6 +144,18 @@ class Instances:
         return chosen
 
 
+@dataclass
+class FrameNotes:
+    """What is known of a frame beyond its instances: from the source, and from the steps."""
+
+    dropped_before: int = 0  # frames a live source dropped since the previous inferred frame
+    source_events: list[dict] = field(default_factory=list)  # outages that ended since then
+    trails: dict[int, list] | None = None  # track id -> its recent mask centroids, oldest first
+    tally: dict | None = None  # counters as they stand, for the overlay
+    counts: dict | None = None  # running line totals and this frame's zone occupancy, for the JSONL
+    events: list[dict] | None = None  # crossings, entries and exits in this frame
+
+
 def overlap(crop_a: np.ndarray, box_a: Sequence[int], crop_b: np.ndarray, box_b: Sequence[int]) -> int:
     """Pixels set in both masks, each given as a crop and its box ``x0, y0, x1, y1`` (frame pixels)."""
     x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])

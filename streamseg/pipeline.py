@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,19 +29,18 @@ from . import __version__
 from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
 from .system import peak_rss_mb, usable_cpus
-from .count import LineZoneCounter, parse_lines, parse_zones
 from .engine import Predictor
 from .errors import InputError, OutputError, PipelineError, StreamsegError
-from .formats import encode_masks, instances_to_record
-from .instances import Frame, Instances
-from .live import LiveOptions, LiveSource, iso_utc
+from .formats import encode_masks, frame_record
+from .instances import Frame, FrameNotes, Instances
+from .live import LiveOptions, LiveSource
 from .models.registry import LoadedModel, load_model
 from .outputs import JSONL_FILE, SUMMARY_FILE, VIDEO_FILE, prepare_output_dir
 from .render import OverlayRenderer
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import FrameSource, open_source
 from .stages import Stage, Stages
-from .track import Tracker
+from .steps import Step, standard_steps
 
 QUEUE_SIZE = 2  # batches waiting between two steps
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
@@ -176,8 +175,9 @@ class Segmenter:
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
 
     def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,
-            keep_overlays: bool = False) -> Run:
-        return Run(self, source, Path(out) if out is not None else None, overwrite, keep_overlays)
+            keep_overlays: bool = False, steps: Sequence[Step] = ()) -> Run:
+        """A run of ``source``; ``steps`` (see :mod:`streamseg.steps`) see each frame's instances first."""
+        return Run(self, source, Path(out) if out is not None else None, overwrite, keep_overlays, steps)
 
 
 def open_input(spec: str | os.PathLike, config: SegmentConfig) -> FrameSource:
@@ -206,7 +206,7 @@ class Run:
     """
 
     def __init__(self, segmenter: Segmenter, source: str | os.PathLike | FrameSource, out: Path | None, overwrite: bool,
-                 keep_overlays: bool = False):
+                 keep_overlays: bool = False, steps: Sequence[Step] = ()):
         self.segmenter = segmenter
         config = segmenter.config
         # Open the input before touching the output: a bad source must leave no run directory behind.
@@ -217,18 +217,18 @@ class Run:
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
         self.stopped_by: str | None = None
         self._next_output_check = 0.0  # time.monotonic() when _write next checks that the outputs still exist
-        self._dropped = 0  # frames the source dropped since the last JSONL record
-        self._events: list[dict] = []  # source events since the last JSONL record
+        self._pending = FrameNotes()  # what the source reported since the last inferred frame
         self.out = out
         self.stats = RunStats()
         self.summary: dict | None = None
         self._latest: Instances | None = None
-        self.tracker = Tracker(config.tracker) if config.track else None  # one per run: ids start at 1 for every source
-        self.counter = LineZoneCounter(parse_lines(config.lines or []), parse_zones(config.zones or []),
-                                       segmenter.model.class_names, min_overlap=config.zone_overlap)
-        self._tally: dict | None = None
-        self._paths: dict[int, deque] = {}  # track id -> its last ``trail`` centroids
-        self._trails: dict[int, list] | None = None
+        self._notes = FrameNotes()  # the latest inferred frame's
+        chain = standard_steps(config.track, config.tracker, config.lines or [], config.zones or [], config.zone_overlap,
+                               config.trail, config.video or keep_overlays, config.reset_gap,
+                               segmenter.model.class_names)
+        # The caller's own steps come first, on the model's instances: filters, relabelling (see steps.py).
+        self.steps: list[Step] = [*steps, *chain.steps]
+        self.tracker, self.counter = chain.tracker, chain.counter
         self.video: VideoWriter | None = None
         self.jsonl: JsonlWriter | None = None
         self._results: Iterator[FrameResult] | None = None
@@ -318,65 +318,35 @@ class Run:
         return batch
 
     def _in_order(self, batch: _Batch) -> _Batch:
-        """What must see frames in order: tracking, counting, the JSONL record."""
+        """What must see frames in order: the steps (tracking, counting, ...), the JSONL record."""
         found, masks = iter(batch.found), iter(batch.masks)
         for frame, infer in zip(batch.frames, batch.infer):
-            self._dropped += frame.dropped_before
-            self._events += frame.events
+            self._pending.dropped_before += frame.dropped_before
+            self._pending.source_events += frame.events
             # Frame indices count from 0 at the first decoded frame, so the first is inferred.
             record = self._analyse(next(found), next(masks), frame) if infer else None
-            batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._tally,
-                                             trails=self._trails, decoded_at=batch.decoded_at))
+            batch.results.append(FrameResult(frame, self._latest, infer, record, tally=self._notes.tally,
+                                             trails=self._notes.trails, decoded_at=batch.decoded_at))
         batch.found, batch.masks = [], []
         return batch
 
     def _analyse(self, found: Instances, masks: list[dict] | None, frame: Frame) -> dict | None:
-        """One inferred frame's instances tracked and counted; returns its JSONL record (None without JSON).
+        """One inferred frame through the steps; returns its JSONL record (None without JSON).
 
-        Each part is timed as its own stage, none inside another, so the stage times add up.
+        Each step is timed under its own stage, none inside another, so the stage times add up.
         """
-        segmenter, stats, config = self.segmenter, self.stats, self.segmenter.config
-        self._latest = found
-        (dropped, self._dropped), (events, self._events) = (self._dropped, 0), (self._events, [])
-        if self.tracker is not None:
-            if any((e.get("gap_seconds") or 0) >= config.reset_gap for e in events):
-                self.tracker.reset()  # after a long outage the scene has changed: no id carries over
-            with stats.timed("track"):
-                self._latest = self.tracker.update(self._latest)
-                if config.trail and (config.video or self.keep_overlays):  # trails are for drawing
-                    self._trails = self._extend_trails(self._latest)
+        stats, names = self.stats, self.segmenter.model.class_names
+        notes, self._pending = self._pending, FrameNotes()
+        for step in self.steps:
+            with stats.timed(step.stage):
+                found = step(found, frame, notes)
+        self._latest, self._notes = found, notes
         stats.frames_inferred += 1
-        stats.detections.update(segmenter.model.class_names[c] for c in self._latest.class_ids)
-        record = None
-        if masks is not None:
-            with stats.timed("write"):
-                record = instances_to_record(self._latest, segmenter.model.class_names, masks)
-                if frame.wall_time is not None:
-                    record["wall_time"] = iso_utc(frame.wall_time)
-                    record["dropped_before"] = dropped
-                if events:
-                    record["source_events"] = events
-        if self.counter:
-            with stats.timed("count"):
-                counts, events = self.counter.update(self._latest)
-                self.counter.forget({track.id for track in self.tracker.tracks})
-                self._tally = self.counter.state()
-            if record is not None:
-                record["counts"], record["events"] = counts, events
-        return record
-
-    def _extend_trails(self, instances: Instances) -> dict[int, list]:
-        """Extend each visible track's path; forget the paths of tracks the tracker has dropped."""
-        length = self.segmenter.config.trail
-        visible = {}
-        for track_id, centroid in zip(instances.track_ids.tolist(), instances.centroids):
-            if track_id >= 0 and not np.isnan(centroid[0]):
-                path = self._paths.setdefault(track_id, deque(maxlen=length))
-                path.append(tuple(centroid))
-                visible[track_id] = list(path)
-        alive = {track.id for track in self.tracker.tracks}
-        self._paths = {k: v for k, v in self._paths.items() if k in alive}
-        return visible
+        stats.detections.update(names[c] for c in found.class_ids)
+        if masks is None:
+            return None
+        with stats.timed("write"):
+            return frame_record(found, names, masks, frame, notes)
 
     def _render(self, batch: _Batch) -> _Batch:
         if self.video is not None or self.keep_overlays:
@@ -385,7 +355,7 @@ class Run:
                     result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
                     if result.trails:
                         self.segmenter.renderer.draw_trails(result.overlay, result.trails)
-                    if self.counter:
+                    if self.counter is not None:
                         self.segmenter.renderer.draw_counting(result.overlay, self.counter.lines, self.counter.zones,
                                                               result.tally)
         return batch
@@ -486,19 +456,22 @@ class Run:
         if self.tracker is not None:
             names = self.segmenter.model.class_names
             unique = Counter(names[c] for c in self.tracker.counted_ids.values())
-            self.summary["counts"] = {"unique": dict(sorted(unique.items())), **self.counter.totals()}
+            self.summary["counts"] = {"unique": dict(sorted(unique.items())),
+                                      **(self.counter.totals() if self.counter is not None else {})}
         if self.out is not None and self.out.is_dir():
             write_json_atomic(self.out / SUMMARY_FILE, self.summary)
         if closing_error is not None and closing_error is error:
             raise closing_error
 
 
-def segment(source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False, **settings) -> Run:
+def segment(source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,
+            steps: Sequence[Step] = (), **settings) -> Run:
     """Segment ``source``; iterate the returned run for per-frame results.
 
-    ``settings`` are :class:`SegmentConfig` fields (``model``, ``score_threshold``, ``stride``, ...)::
+    ``settings`` are :class:`SegmentConfig` fields (``model``, ``score_threshold``, ``stride``, ...);
+    ``steps`` are per-frame steps of your own, run on the model's instances before tracking::
 
         for result in streamseg.segment("clip.mp4", score_threshold=0.6):
             print(result.frame.index, len(result.instances))
     """
-    return Segmenter(build_config(**settings)).run(source, out, overwrite)
+    return Segmenter(build_config(**settings)).run(source, out, overwrite, steps=steps)
