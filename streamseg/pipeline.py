@@ -35,16 +35,14 @@ from .formats import encode_masks, frame_record
 from .instances import Frame, FrameNotes, Instances
 from .live import LiveOptions, LiveSource
 from .models.registry import LoadedModel, load_model
-from .outputs import JSONL_FILE, SUMMARY_FILE, VIDEO_FILE, prepare_output_dir
+from .outputs import RunOutputs
 from .render import OverlayRenderer
-from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import FrameSource, open_source
 from .stages import Stage, Stages
 from .steps import Step, standard_steps
 
 QUEUE_SIZE = 2  # batches waiting between two steps
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
-OUTPUT_CHECK_SECONDS = 1.0  # how often a run checks that its output directory is still there
 LATENCY_WINDOW = 10_000  # frames whose decode-to-output latency is kept for percentiles
 STAGES = ("decode", "infer", "postprocess", "track", "count", "render", "encode", "write")
 
@@ -216,9 +214,7 @@ class Run:
         self.low_latency = isinstance(self.source, LiveSource) and self.source.options.latency == "low"
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
         self.stopped_by: str | None = None
-        self._next_output_check = 0.0  # time.monotonic() when _write next checks that the outputs still exist
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
-        self.out = out
         self.stats = RunStats()
         self.summary: dict | None = None
         self._latest: Instances | None = None
@@ -229,24 +225,14 @@ class Run:
         # The caller's own steps come first, on the model's instances: filters, relabelling (see steps.py).
         self.steps: list[Step] = [*steps, *chain.steps]
         self.tracker, self.counter = chain.tracker, chain.counter
-        self.video: VideoWriter | None = None
-        self.jsonl: JsonlWriter | None = None
         self._results: Iterator[FrameResult] | None = None
+        self.outputs: RunOutputs | None = None
         if out is not None:
             try:
-                self._open_outputs(out, overwrite)
+                self.outputs = RunOutputs(out, overwrite, self.source.info, config.video, config.json)
             except BaseException:
-                self._close_sinks()
                 self.source.close()  # a live source's reader thread and connection go with the failed run
                 raise
-
-    def _open_outputs(self, out: Path, overwrite: bool) -> None:
-        config, info = self.segmenter.config, self.source.info
-        prepare_output_dir(out, overwrite)
-        if config.video:
-            self.video = VideoWriter(out / VIDEO_FILE, info.width, info.height, info.time_base, info.fps)
-        if config.json:
-            self.jsonl = JsonlWriter(out / JSONL_FILE)
 
     def __enter__(self) -> Run:
         return self
@@ -349,7 +335,7 @@ class Run:
             return frame_record(found, names, masks, frame, notes)
 
     def _render(self, batch: _Batch) -> _Batch:
-        if self.video is not None or self.keep_overlays:
+        if (self.outputs is not None and self.outputs.video is not None) or self.keep_overlays:
             with self.stats.timed("render"):
                 for result in batch.results:
                     result.overlay = self.segmenter.renderer.annotate(result.frame.image, result.instances)
@@ -362,21 +348,18 @@ class Run:
 
     def _write(self, batch: _Batch) -> _Batch:
         stats = self.stats
-        if self.out is not None and time.monotonic() >= self._next_output_check:
-            # Deleted files stay writable while open, so a removed run directory would swallow hours of
-            # results without a word: look once a second, and stop.
-            self._next_output_check = time.monotonic() + OUTPUT_CHECK_SECONDS
-            if not all(path.exists() for path in [self.out] + [s.path for s in (self.video, self.jsonl) if s]):
-                raise OutputError(f"{self.out}: the run's directory or files were removed during the run; stopped")
+        outputs = self.outputs
+        if outputs is not None:
+            outputs.check()
         for result in batch.results:
-            if self.video is not None:
+            if outputs is not None and outputs.video is not None:
                 with stats.timed("encode"):
-                    self.video.write(result.overlay, result.frame.pts, result.frame.time)
+                    outputs.write_frame(result.overlay, result.frame.pts, result.frame.time)
                 if not self.keep_overlays:
                     result.overlay = None  # not kept alive by a caller holding results
-            if self.jsonl is not None and result.record is not None:
+            if outputs is not None and outputs.jsonl is not None and result.record is not None:
                 with stats.timed("write"):
-                    self.jsonl.write(result.record)
+                    outputs.write_record(result.record)
             # From when the frame arrived (a live source stamps that) or else left the decoder.
             stats.latencies.append(time.perf_counter() - (result.frame.captured_at or result.decoded_at))
         return batch
@@ -420,19 +403,8 @@ class Run:
             steps.close()  # stops the stage threads before the sinks close
             self._finalize(started, error)
 
-    def _close_sinks(self) -> StreamsegError | None:
-        """Close the video and JSONL; the first error closing them, if any."""
-        closing_error = None
-        for sink in (self.video, self.jsonl):
-            if sink is not None:
-                try:
-                    sink.close()
-                except StreamsegError as exc:
-                    closing_error = closing_error or exc
-        return closing_error
-
     def _finalize(self, started: float, error: BaseException | None) -> None:
-        closing_error = self._close_sinks()
+        closing_error = self.outputs.close() if self.outputs is not None else None
         error = error or closing_error
         self.source.close()
         self.stats.wall_seconds = time.perf_counter() - started
@@ -458,8 +430,8 @@ class Run:
             unique = Counter(names[c] for c in self.tracker.counted_ids.values())
             self.summary["counts"] = {"unique": dict(sorted(unique.items())),
                                       **(self.counter.totals() if self.counter is not None else {})}
-        if self.out is not None and self.out.is_dir():
-            write_json_atomic(self.out / SUMMARY_FILE, self.summary)
+        if self.outputs is not None:
+            self.outputs.write_summary(self.summary)
         if closing_error is not None and closing_error is error:
             raise closing_error
 

@@ -69,7 +69,7 @@ def test_a_failing_writer_surfaces_in_the_consumer(tmp_path, synth_clip, tiny_ch
     def broken(image, pts, seconds):
         raise OSError("No space left on device")
 
-    run.video.write = broken
+    run.outputs.video.write = broken
     with pytest.raises(PipelineError, match="No space left on device"):
         list(run)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["complete"] is False
