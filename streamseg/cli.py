@@ -138,11 +138,11 @@ def segment(
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
 
     Ctrl-C or SIGTERM (and q in the --show window) end the run cleanly: the video is finished and playable, the JSONL complete and the summary written."""
+    from .capture import redact
     from .config import build_config
     from .errors import InputError
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
-    from .capture import redact
     from .models.registry import DEFAULT_MODEL
     from .pipeline import Segmenter, run_name
     from .window import Window

@@ -18,6 +18,7 @@ that is no file names one.
 from __future__ import annotations
 
 import re
+import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -25,8 +26,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
 from typing import Any
-
-import tomllib
 
 from .count import parse_lines, parse_zones
 from .errors import InputError

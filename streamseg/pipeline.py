@@ -28,9 +28,8 @@ import torch
 from . import __version__
 from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
-from .system import peak_rss_mb, usable_cpus
 from .engine import Predictor
-from .errors import InputError, OutputError, PipelineError, StreamsegError
+from .errors import InputError, PipelineError, StreamsegError
 from .formats import encode_masks, frame_record
 from .instances import Frame, FrameNotes, Instances
 from .live import LiveOptions, LiveSource
@@ -40,6 +39,7 @@ from .render import OverlayRenderer
 from .sources import FrameSource, open_source
 from .stages import Stage, Stages
 from .steps import Step, standard_steps
+from .system import peak_rss_mb, usable_cpus
 
 QUEUE_SIZE = 2  # batches waiting between two steps
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
