@@ -4,7 +4,8 @@ A live source is stamped with real time as frames arrive, so the overlay of a te
 minutes whatever the camera's own clock says. Two policies decide what happens when inference falls
 behind: ``low`` latency keeps only the newest frame (older ones are dropped and counted, so what is
 shown is at most about one frame old); ``complete`` keeps every frame, letting the stream back up.
-A connection that fails or ends is opened again with exponential backoff; each outage is recorded.
+A connection that fails or ends is opened again with exponential backoff; each outage is recorded,
+and so is how long each connection took from starting to open to its first frame.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class LiveSource:
         self._connect = connect or connector(spec, self.options.timeout, self.options.camera_size, self.options.camera_fps)
         self.dropped = 0
         self.outages: list[dict] = []
+        # Per connection (the first, then each reconnection): seconds from starting to open it to its first frame.
+        self.first_frame_seconds: list[float] = []
+        self._opening_since: float | None = None  # when the connection still waiting for its first frame began to open
         self._closed_errors = 0  # decode errors of connections already closed
         self._capture: Capture | None = None
         self._buffer: deque[Frame] = deque()
@@ -80,6 +84,7 @@ class LiveSource:
         self._next_index = 0
         self._last_pts = -1
         try:
+            self._opening_since = time.monotonic()
             self._capture = self._connect()
             image = self._capture.read()
         except ConnectionLost as exc:
@@ -103,8 +108,9 @@ class LiveSource:
         return self._closed_errors + getattr(self._capture, "decode_errors", 0)
 
     def report(self) -> dict:
-        """For the run summary: what was dropped and every outage."""
-        return {"dropped_frames": self.dropped, "outages": list(self.outages), "latency": self.options.latency}
+        """For the run summary: what was dropped, every outage, how fast each connection gave its first frame."""
+        return {"dropped_frames": self.dropped, "outages": list(self.outages), "latency": self.options.latency,
+                "first_frame_seconds": list(self.first_frame_seconds)}
 
     def __iter__(self) -> Iterator[Frame]:
         deadline = self._started + self.options.duration if self.options.duration is not None else None
@@ -142,6 +148,9 @@ class LiveSource:
             self._capture.close()
 
     def _push(self, image: np.ndarray) -> None:
+        if self._opening_since is not None:
+            self.first_frame_seconds.append(round(time.monotonic() - self._opening_since, 3))
+            self._opening_since = None
         if (image.shape[1], image.shape[0]) != self._size:
             # A camera or stream may come back at another resolution; later stages assume one size.
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
@@ -198,6 +207,7 @@ class LiveSource:
         delay = FIRST_RETRY
         while not self._stopping.wait(delay):
             outage["attempts"] += 1
+            self._opening_since = time.monotonic()
             try:
                 self._capture = self._connect()
             except ConnectionLost as exc:
