@@ -34,6 +34,7 @@ TIME_BASE = Fraction(1, 1000)  # live frames are stamped in milliseconds of real
 COMPLETE_BUFFER = 64  # frames a ``complete`` run holds before the reader stops reading and the stream backs up
 FIRST_RETRY = 0.5  # seconds before the first reconnection attempt; doubles up to ``reconnect_max``
 _WAKE = 0.1  # seconds between looks at the stop flag and the deadline while waiting
+CLOSE_WAIT = 0.5  # seconds close() gives the reader to let go of its connection
 
 
 def iso_utc(seconds: float) -> str:
@@ -139,11 +140,17 @@ class LiveSource:
             self._changed.notify_all()
 
     def close(self) -> None:
+        """Stop, and return within about ``CLOSE_WAIT`` seconds even if the stream has stalled.
+
+        The reader closes its own connection, never this thread. A read or an open of a stalled stream
+        cannot be cut short from here (PyAV gives no way to fire FFmpeg's interrupt callback before the
+        timeout), so a reader still waiting on one
+        is left to close its connection when it returns; it is a daemon, so it keeps no program alive.
+        """
         self.stop()
         reader = getattr(self, "_reader", None)
         if reader is not None and reader is not threading.current_thread():
-            # A read returns within the timeout; the reader closes its own connection, never this thread.
-            reader.join(self.options.timeout + 1)
+            reader.join(CLOSE_WAIT)
         elif self._capture is not None:
             self._capture.close()
 

@@ -135,6 +135,19 @@ def test_start_up_gives_the_first_frame_at_once_and_low_latency_keeps_the_start(
     assert segmented >= 0.85 * 2 * frames, source
 
 
+def test_close_returns_at_once_while_the_stream_is_stalled(server):
+    server(10, fps=25, width=160, height=96, stall=True)
+    source = live.LiveSource(server.url, live.LiveOptions(latency="complete", reconnect=False))
+    frames = iter(source)
+    # MPEG-TS over a socket holds back the last two frames sent until more data comes; take fewer.
+    assert [next(frames).index for _ in range(5)] == list(range(5))
+    time.sleep(0.3)  # the reader is waiting on a read that the stalled server never answers (timeout: 10 s)
+    started = time.monotonic()
+    source.close()
+    assert time.monotonic() - started < 2.0
+    assert next(frames, None) is None
+
+
 def slow_segmenter(shipped, **settings):
     segmenter = Segmenter(build_config(reconnect=False, video=False, **settings), shipped)
     forward = segmenter.predictor.forward
