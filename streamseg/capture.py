@@ -18,6 +18,8 @@ import av
 import cv2
 import numpy as np
 
+from .sources import METADATA_ERRORS
+
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 # Opening a network stream, FFmpeg by default reads up to 5 MB or 5 s of it (for H.264, 20 frames to estimate the
 # frame rate) before the first picture, then hands all of that over at once, which low latency drops. These
@@ -71,7 +73,8 @@ class StreamCapture:
 
     def __init__(self, url: str, *, format: str | None = None, options: dict | None = None, timeout: float = 10.0):
         try:
-            self._container = av.open(url, "r", format=format, options=options or {}, timeout=(timeout, timeout))
+            self._container = av.open(url, "r", format=format, options=options or {}, timeout=(timeout, timeout),
+                                      metadata_errors=METADATA_ERRORS)
         except (av.error.FFmpegError, OSError) as exc:
             raise ConnectionLost(_reason(exc, timeout)) from None
         videos = self._container.streams.video
@@ -191,7 +194,7 @@ def is_recording(url: str, timeout: float) -> bool:
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         return False
     try:
-        with av.open(url, "r", timeout=(timeout, timeout)) as container:
+        with av.open(url, "r", timeout=(timeout, timeout), metadata_errors=METADATA_ERRORS) as container:
             return container.duration is not None
     except (av.error.FFmpegError, OSError):
         return False  # let the live source's own opening report it
