@@ -58,7 +58,6 @@ def measure(latency: str, seconds: float, fps: float, width: int, height: int, m
         server.wait()
     summary = run.summary
     shown, dropped = summary["run"]["frames_decoded"], summary["source"]["dropped_frames"]
-    infer = summary["run"]["stage_seconds"]["infer"] / max(1, summary["run"]["frames_inferred"])
     return {
         "latency_mode": latency,
         "seconds": seconds,
@@ -66,11 +65,16 @@ def measure(latency: str, seconds: float, fps: float, width: int, height: int, m
         "output_fps": round(shown / summary["run"]["wall_seconds"], 2),
         "dropped_frames": dropped,
         "dropped_rate": round(dropped / (shown + dropped), 3) if shown + dropped else None,
-        "inference_ms": round(infer * 1000, 1),
+        "inference_ms": inference_ms(summary),
         "capture_to_output_ms": summary["run"]["latency_ms"],
         "send_to_output_ms": {"p50": round(float(np.percentile(send_to_output, 50)) * 1000, 1),
                               "p95": round(float(np.percentile(send_to_output, 95)) * 1000, 1)},
     }
+
+
+def inference_ms(summary: dict) -> float:
+    """One forward pass, on average over the run."""
+    return round(1000 * summary["run"]["stage_seconds"]["infer"] / max(1, summary["run"]["frames_inferred"]), 1)
 
 
 class TimedConnector:
@@ -102,12 +106,14 @@ def measure_startup(seconds: float, gap: float, fps: float, width: int, height: 
             run = segmenter.run(LiveSource(url, LiveOptions(latency="low"), connect=connect), Path(scratch) / "run")
 
             def second_connection() -> None:
-                servers[0].wait()
-                time.sleep(gap)
-                servers.append(start_server(port, frames=frames, fps=fps, width=width, height=height))
-                servers[1].wait()
-                time.sleep(2.0)  # the last frames through the pipeline
-                run.stop("benchmark over")
+                try:
+                    servers[0].wait()
+                    time.sleep(gap)
+                    servers.append(start_server(port, frames=frames, fps=fps, width=width, height=height))
+                    servers[1].wait()
+                    time.sleep(2.0)  # the last frames through the pipeline
+                finally:
+                    run.stop("benchmark over")
 
             threading.Thread(target=second_connection, daemon=True).start()
             segmented = 0
@@ -127,20 +133,21 @@ def measure_startup(seconds: float, gap: float, fps: float, width: int, height: 
         "segmented": segmented,
         "segmented_share": round(segmented / (2 * frames), 3),
         "dropped_frames": summary["source"]["dropped_frames"],
-        "first_frame_seconds": summary["source"].get("first_frame_seconds"),
+        "first_frame_seconds": summary["source"]["first_frame_seconds"],
         "first_segmented_seconds": [round(out - since, 3) for out, since in zip(outputs, connect.opened_since)],
         "connections": len(connect.opened_since),
-        "inference_ms": round(1000 * summary["run"]["stage_seconds"]["infer"] / max(1, summary["run"]["frames_inferred"]), 1),
+        "inference_ms": inference_ms(summary),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, help="Per latency mode (default 20), or per connection with --startup (default 4).")
+    parser.add_argument("--seconds", type=float,
+                        help="Per latency mode (default 20), or per connection with --startup (default 4).")
     parser.add_argument("--fps", type=float, help="Default 30, or 25 with --startup.")
     parser.add_argument("--size", help="Default 640x360, or 320x240 with --startup.")
     parser.add_argument("--model", default="shapes")
-    parser.add_argument("--inference-size", type=int, help="The model's input size (shorter side); default the model's.")
+    parser.add_argument("--inference-size", type=int, help="Shorter side the model sees; default the model's own.")
     parser.add_argument("--latency", choices=["low", "complete", "both"], default="both")
     parser.add_argument("--startup", action="store_true", help="Measure start-up after a connect and a reconnect.")
     parser.add_argument("--gap", type=float, default=1.0, help="With --startup: seconds the server is away.")
