@@ -28,17 +28,21 @@ def free_port() -> int:
 
 
 class Client:
-    """The file FFmpeg writes the stream to: the first write (the first frame is ready by then, as a camera's
-    is) waits for a client to connect; every write leaves whole and at once."""
+    """The file FFmpeg writes the stream to. The first write, once the first frame is encoded (a camera that
+    is up has its pictures ready), listens on ``port``, says ``listening`` and waits for one client; every
+    write then leaves whole and at once."""
 
-    def __init__(self, listener: socket.socket):
-        self._listener = listener
+    def __init__(self, port: int):
+        self._port = port
         self._connection: socket.socket | None = None
 
     def write(self, data: bytes) -> int:
         if self._connection is None:
-            self._connection, _ = self._listener.accept()
-            self._listener.close()  # one client, as FFmpeg's own tcp listen
+            # Listening here rather than in FFmpeg (tcp://...?listen=1): FFmpeg stops listening as soon as a
+            # client connects, so from outside, a server that already has its client looks like one not started.
+            with socket.create_server(("127.0.0.1", self._port)) as listener:
+                print("listening", flush=True)
+                self._connection, _ = listener.accept()
         self._connection.sendall(data)
         return len(data)
 
@@ -50,15 +54,11 @@ class Client:
 def serve(port: int, frames: int, fps: float, width: int, height: int, seed: int, stall: bool = False) -> None:
     """Say ``listening``, wait for one client, then send ``frames`` frames paced at ``fps`` and end the
     stream (or, with ``stall``, fall silent until killed)."""
-    # Listening here rather than in FFmpeg (tcp://...?listen=1): FFmpeg stops listening as soon as a client
-    # connects, so from outside, a server that already has its client looks like one that has not started.
-    with socket.create_server(("127.0.0.1", port)) as listener:
-        print("listening", flush=True)
-        client = Client(listener)
-        try:
-            stream_to(client, frames, fps, width, height, seed, stall)
-        finally:
-            client.close()
+    client = Client(port)
+    try:
+        stream_to(client, frames, fps, width, height, seed, stall)
+    finally:
+        client.close()
 
 
 def stream_to(client: Client, frames: int, fps: float, width: int, height: int, seed: int, stall: bool) -> None:
