@@ -143,9 +143,9 @@ class LiveSource:
         """Stop, and return within about ``CLOSE_WAIT`` seconds even if the stream has stalled.
 
         The reader closes its own connection, never this thread. A read or an open of a stalled stream
-        cannot be cut short from here (PyAV gives no way to fire FFmpeg's interrupt callback before the
-        timeout), so a reader still waiting on one
-        is left to close its connection when it returns; it is a daemon, so it keeps no program alive.
+        cannot be cut short from here (PyAV offers no way to fire FFmpeg's interrupt callback before the
+        timeout), so a reader still waiting on one closes its connection when that returns; it is a
+        daemon thread, so it keeps no program alive meanwhile.
         """
         self.stop()
         reader = getattr(self, "_reader", None)
