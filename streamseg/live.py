@@ -4,7 +4,8 @@ A live source is stamped with real time as frames arrive, so the overlay of a te
 minutes whatever the camera's own clock says. Two policies decide what happens when inference falls
 behind: ``low`` latency keeps only the newest frame (older ones are dropped and counted, so what is
 shown is at most about one frame old); ``complete`` keeps every frame, letting the stream back up.
-A connection that fails or ends is opened again with exponential backoff; each outage is recorded.
+A connection that fails or ends is opened again with exponential backoff; each outage is recorded,
+and so is how long each connection took from starting to open to its first frame.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TIME_BASE = Fraction(1, 1000)  # live frames are stamped in milliseconds of real
 COMPLETE_BUFFER = 64  # frames a ``complete`` run holds before the reader stops reading and the stream backs up
 FIRST_RETRY = 0.5  # seconds before the first reconnection attempt; doubles up to ``reconnect_max``
 _WAKE = 0.1  # seconds between looks at the stop flag and the deadline while waiting
+CLOSE_WAIT = 0.5  # seconds close() gives the reader to let go of its connection
 
 
 def iso_utc(seconds: float) -> str:
@@ -68,6 +70,9 @@ class LiveSource:
         self._connect = connect or connector(spec, self.options.timeout, self.options.camera_size, self.options.camera_fps)
         self.dropped = 0
         self.outages: list[dict] = []
+        # Per connection (the first, then each reconnection): seconds from starting to open it to its first frame.
+        self.first_frame_seconds: list[float] = []
+        self._opening_since: float | None = None  # when the connection still waiting for its first frame began to open
         self._closed_errors = 0  # decode errors of connections already closed
         self._capture: Capture | None = None
         self._buffer: deque[Frame] = deque()
@@ -80,6 +85,7 @@ class LiveSource:
         self._next_index = 0
         self._last_pts = -1
         try:
+            self._opening_since = time.monotonic()
             self._capture = self._connect()
             image = self._capture.read()
         except ConnectionLost as exc:
@@ -103,8 +109,9 @@ class LiveSource:
         return self._closed_errors + getattr(self._capture, "decode_errors", 0)
 
     def report(self) -> dict:
-        """For the run summary: what was dropped and every outage."""
-        return {"dropped_frames": self.dropped, "outages": list(self.outages), "latency": self.options.latency}
+        """For the run summary: what was dropped, every outage, how fast each connection gave its first frame."""
+        return {"dropped_frames": self.dropped, "outages": list(self.outages), "latency": self.options.latency,
+                "first_frame_seconds": list(self.first_frame_seconds)}
 
     def __iter__(self) -> Iterator[Frame]:
         deadline = self._started + self.options.duration if self.options.duration is not None else None
@@ -133,15 +140,24 @@ class LiveSource:
             self._changed.notify_all()
 
     def close(self) -> None:
+        """Stop, and return within about ``CLOSE_WAIT`` seconds even if the stream has stalled.
+
+        The reader closes its own connection, never this thread. A read or an open of a stalled stream
+        cannot be cut short from here (PyAV offers no way to fire FFmpeg's interrupt callback before the
+        timeout), so a reader still waiting on one closes its connection when that returns; it is a
+        daemon thread, so it keeps no program alive meanwhile.
+        """
         self.stop()
         reader = getattr(self, "_reader", None)
         if reader is not None and reader is not threading.current_thread():
-            # A read returns within the timeout; the reader closes its own connection, never this thread.
-            reader.join(self.options.timeout + 1)
+            reader.join(CLOSE_WAIT)
         elif self._capture is not None:
             self._capture.close()
 
     def _push(self, image: np.ndarray) -> None:
+        if self._opening_since is not None:
+            self.first_frame_seconds.append(round(time.monotonic() - self._opening_since, 3))
+            self._opening_since = None
         if (image.shape[1], image.shape[0]) != self._size:
             # A camera or stream may come back at another resolution; later stages assume one size.
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
@@ -198,6 +214,7 @@ class LiveSource:
         delay = FIRST_RETRY
         while not self._stopping.wait(delay):
             outage["attempts"] += 1
+            self._opening_since = time.monotonic()
             try:
                 self._capture = self._connect()
             except ConnectionLost as exc:

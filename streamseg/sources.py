@@ -35,6 +35,9 @@ MAX_LOOKAHEAD = 16
 LOOKAHEAD_PER_REORDER = 4
 # A frame this many seconds before ``start`` still counts as at ``start`` (float seconds vs. integer ticks).
 START_TOLERANCE = 1e-6
+# How PyAV decodes metadata tags (UTF-8): a damaged or foreign tag is read without its bad bytes rather than
+# failing a video whose pictures decode. Every container streamseg reads is opened with it.
+METADATA_ERRORS = "ignore"
 
 
 @dataclass
@@ -262,7 +265,7 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
     """The opened container, and the file object it reads when it had to be read sequentially."""
     if spec == "-":  # standard input: a stream (MPEG-TS, Matroska, fragmented MP4, ...) piped in
         try:
-            return av.open("pipe:0", "r"), None
+            return av.open("pipe:0", "r", metadata_errors=METADATA_ERRORS), None
         except (av.error.FFmpegError, OSError) as exc:
             raise InputError(f"standard input: not a video stream FFmpeg can read ({_reason(exc)})") from None
     if "://" not in spec:  # a local path: name the common mistakes more plainly than FFmpeg would
@@ -276,7 +279,7 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
     # FFmpeg reads "name:rest" as protocol "name"; an absolute path cannot be mistaken for one.
     target = spec if "://" in spec else os.path.abspath(spec)
     try:
-        return av.open(target, "r"), None
+        return av.open(target, "r", metadata_errors=METADATA_ERRORS), None
     except av.error.EOFError:
         raise InputError(f"{spec}: no video frames: the file ends before its first one") from None
     except av.error.InvalidDataError as exc:
@@ -284,7 +287,7 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
             raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
         sequential = _SequentialFile(spec)
         try:
-            return av.open(sequential, "r"), sequential
+            return av.open(sequential, "r", metadata_errors=METADATA_ERRORS), sequential
         except (av.error.FFmpegError, OSError):
             sequential.close()
             raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None

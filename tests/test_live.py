@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from streamseg import live
-from streamseg.capture import ConnectionLost, is_live, redact
+from streamseg.capture import ConnectionLost, StreamCapture, is_live, redact
 from streamseg.config import build_config
 from streamseg.errors import InputError
 from streamseg.live import LiveOptions, LiveSource
 from streamseg.pipeline import open_input, run_name
 from streamseg.stages import Stage, Stages
+from tests.helpers_video import write_avi
 
 
 class FakeCapture:
@@ -201,6 +202,19 @@ def test_pull_mode_takes_an_item_only_when_a_worker_is_free(pull):
         assert max(ahead) <= 1  # at most the one the other worker is on
     else:
         assert max(ahead) >= 4  # the source runs ahead by the queue: what pull mode prevents
+
+
+def test_a_stream_whose_tag_is_not_utf8_opens_and_reads(tmp_path):
+    # A camera or server may name itself in another encoding: its tag must not fail the connection.
+    data = bytearray(write_avi(tmp_path / "clip.avi", 5).read_bytes())
+    tag = data.index(b"Lavf")
+    data[tag:tag + 2] = b"\xd0\xff"
+    (tmp_path / "tagged.avi").write_bytes(data)
+    connection = StreamCapture(str(tmp_path / "tagged.avi"))
+    try:
+        assert connection.read().shape == (48, 64, 3)
+    finally:
+        connection.close()
 
 
 def test_a_silent_server_times_out_instead_of_hanging():

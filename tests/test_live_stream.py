@@ -108,6 +108,46 @@ def test_the_run_reconnects_when_the_server_dies_and_comes_back(tmp_path, server
     assert len(decoded_frames(out / "overlay.mp4")) == len(before_gap) + len(after_gap)
 
 
+def test_start_up_gives_the_first_frame_at_once_and_low_latency_keeps_the_start(tmp_path, server, tiny_checkpoint,
+                                                                               monkeypatch):
+    # FFmpeg's default probing held back the first 20 frames (0.8 s at 25 fps) of each connection and then
+    # handed them over at once, and low latency dropped all but the last: 0.9 s to the first frame, 63 of 100 kept.
+    monkeypatch.setattr(live, "FIRST_RETRY", 0.2)
+    frames = 50  # per connection, at 25 fps
+    first = server(frames, fps=25, width=160, height=96)
+    settings = build_config(model=str(tiny_checkpoint), score_threshold=0.05, latency="low", video=False)
+    run = Segmenter(settings).run(server.url, tmp_path / "run")
+
+    def serve_again_then_stop():
+        try:
+            first.wait()
+            server(frames, fps=25, width=160, height=96).wait()
+            time.sleep(1.0)  # the last frames through the pipeline
+        finally:
+            run.stop("both connections done")
+
+    threading.Thread(target=serve_again_then_stop, daemon=True).start()
+    segmented = len(list(run))
+    source = run.summary["source"]
+    assert len(source["outages"]) == 2 and source["outages"][0]["gap_seconds"]  # reconnected once, then ended
+    (connect, reconnect) = source["first_frame_seconds"]
+    assert connect < 0.6 and reconnect < 0.6
+    assert segmented >= 0.85 * 2 * frames, source
+
+
+def test_close_returns_at_once_while_the_stream_is_stalled(server):
+    server(10, fps=25, width=160, height=96, stall=True)
+    source = live.LiveSource(server.url, live.LiveOptions(latency="complete", reconnect=False))
+    frames = iter(source)
+    # MPEG-TS over a socket holds back the last two frames sent until more data comes; take fewer.
+    assert [next(frames).index for _ in range(5)] == list(range(5))
+    time.sleep(0.3)  # the reader is waiting on a read that the stalled server never answers (timeout: 10 s)
+    started = time.monotonic()
+    source.close()
+    assert time.monotonic() - started < 2.0
+    assert next(frames, None) is None
+
+
 def slow_segmenter(shipped, **settings):
     segmenter = Segmenter(build_config(reconnect=False, video=False, **settings), shipped)
     forward = segmenter.predictor.forward

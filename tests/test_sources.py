@@ -190,6 +190,17 @@ def test_vtest_avi_first_frames(tmp_path):
     assert frames[29].image.shape == (576, 768, 3) and frames[29].image.std() > 10  # a picture, not a blank
 
 
+def test_vtest_avi_with_a_damaged_tag_gives_every_frame(tmp_path):
+    # Two bytes of MEncoder's software tag in the header turned into invalid UTF-8: PyAV's strict reading of the
+    # tags failed the whole file with a UnicodeDecodeError, although every picture decodes.
+    data = bytearray(real_clip("vtest.avi", tmp_path).read_bytes())
+    tag = data.index(b"MEncoder")
+    data[tag + 1:tag + 3] = b"\xd0\xff"
+    (tmp_path / "damaged.avi").write_bytes(data)
+    source, frames = read_all(tmp_path / "damaged.avi")
+    assert len(frames) == 795 and source.decode_errors == 0 and source.info.codec == "msmpeg4v3"
+
+
 def test_box_mp4_every_frame_evenly_timed(tmp_path):
     # box.mp4 carries decode-order timestamps (every other frame steps back); the frames come out evenly spaced.
     source, frames = read_all(real_clip("box.mp4", tmp_path))
