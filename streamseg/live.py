@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from fractions import Fraction
 
 import cv2
@@ -24,6 +23,7 @@ import numpy as np
 
 from .capture import Capture, ConnectionLost, connector, is_camera, redact
 from .errors import InputError
+from .formats import iso_utc
 from .instances import Frame
 from .sources import SourceInfo
 
@@ -35,11 +35,6 @@ COMPLETE_BUFFER = 64  # frames a ``complete`` run holds before the reader stops 
 FIRST_RETRY = 0.5  # seconds before the first reconnection attempt; doubles up to ``reconnect_max``
 _WAKE = 0.1  # seconds between looks at the stop flag and the deadline while waiting
 CLOSE_WAIT = 0.5  # seconds close() gives the reader to let go of its connection
-
-
-def iso_utc(seconds: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, e.g. ``2026-11-27T10:15:02.123Z``."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -377,7 +377,7 @@ class Run:
         setup = (lambda: torch.set_num_threads(threads)) if threads else None  # per thread: the caller's stays as it was
         stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers, setup=setup),
                   Stage("in-order", self._in_order), Stage("render", self._render), Stage("write", self._write)]
-        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency)
+        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency, interrupt=self._stop_source)
 
     def __iter__(self) -> Iterator[FrameResult]:
         """The results, once: a second ``iter()`` continues where the first stopped, as a source does."""

@@ -8,7 +8,8 @@ every stage and is raised in the consumer; closing the iterator early stops them
 
 With ``pull=True`` an item is taken from ``items`` only when a worker of the first stage is free to
 start on it, so it waits in no queue: a live source then hands over its newest frame, not one that
-aged behind others.
+aged behind others. ``interrupt`` is called first when the stages close, to end a wait for the next
+item that no stop flag here can reach (a live stream that went silent).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ class Stages:
     """Run ``items`` through ``stages``; iterate for the last stage's outputs, in order."""
 
     def __init__(self, items: Iterable, stages: list[Stage], queue_size: int = 4, name: str = "streamseg",
-                 pull: bool = False):
+                 pull: bool = False, interrupt: Callable[[], None] | None = None):
         self.stop = threading.Event()
+        self._interrupt = interrupt  # ends a wait for the next item (a stalled live stream) when closing
         self._lock = threading.Lock()
         self._idle = threading.Semaphore(0) if pull else None  # one release per first-stage worker waiting for work
         self._queues = [queue.Queue(queue_size) for _ in range(len(stages) + 1)]
@@ -152,6 +154,8 @@ class Stages:
     def close(self, timeout: float = 10.0) -> None:
         """Stop every thread; waits up to ``timeout`` for work in progress (a forward pass) to end."""
         self.stop.set()
+        if self._interrupt is not None:
+            self._interrupt()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from streamseg import capture, live, window
-from streamseg.cli import app
 from streamseg.capture import ConnectionLost
+from streamseg.cli import app
 from streamseg.config import build_config
 from streamseg.formats import read_records
 from streamseg.pipeline import Segmenter, open_input
@@ -250,6 +250,22 @@ def test_sigint_ends_a_live_run_cleanly(tmp_path, server):
     assert summary["complete"] is False and summary["reason"] == "interrupted"
     records = list(read_records(out / "frames.jsonl"))
     assert len(records) >= 10 and len(decoded_frames(out / "overlay.mp4")) >= len(records)
+
+
+def test_ctrl_c_while_the_stream_is_stalled_ends_the_run_within_two_seconds(tmp_path, server, tiny_checkpoint):
+    server(10, fps=25, width=160, height=96, stall=True)  # ten frames, then a connection that says nothing
+    out = tmp_path / "run"
+    process = cli(server.url, "--out", out, "--quiet", "--model", tiny_checkpoint, "--score-threshold", "0.05")
+    jsonl, deadline = out / "frames.jsonl", time.monotonic() + 60
+    while time.monotonic() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    time.sleep(1.0)  # the frames are all in; the reader now waits on the silent connection (timeout: 10 s)
+    asked = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - asked <= 2.0, stderr
+    assert process.returncode == 130 and stderr.strip().splitlines() == ["streamseg: error: interrupted"]
+    assert json.loads((out / "summary.json").read_text())["reason"] == "interrupted"
 
 
 def test_show_without_a_display_fails_at_start_in_one_line(tmp_path, synth_clip):
