@@ -47,8 +47,9 @@ def run_segment(checkout: Path, clip: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="streamseg-res-") as scratch:
         out = Path(scratch) / "run"
         env = {**os.environ, "PYTHONPATH": str(checkout)}
+        # Run from the scratch folder: `python -m` puts the working directory ahead of PYTHONPATH.
         process = subprocess.Popen([sys.executable, "-m", "streamseg", "segment", str(clip), "--out", str(out),
-                                    "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                    "--quiet"], env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(process.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{checkout}: segment {clip} failed: {process.stderr.read().decode()}")
