@@ -77,6 +77,8 @@ def main_options(
     if not logger.handlers:
         logger.addHandler(RichHandler(console=console, show_path=False, show_time=True))
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The runtime's one-line notices (a first export takes seconds) are for people at the terminal.
+    logging.getLogger("streamseg.runtimes").setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -105,6 +107,8 @@ def segment(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU where it is installed, else torch (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep detections scoring at least this (default: 0.5)."),
     mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Mask probability that counts as inside (default: 0.5)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. circle,triangle)."),
@@ -142,9 +146,9 @@ def segment(
     from .errors import InputError
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
-    from .capture import redact
+    from .capture import is_live, redact
     from .models.registry import DEFAULT_MODEL
-    from .pipeline import Segmenter, run_name
+    from .pipeline import Segmenter, open_input, run_name
     from .window import Window
 
     settings = build_config(
@@ -152,6 +156,8 @@ def segment(
         model=model,
         weights=weights,
         device=device,
+        runtime=runtime,
+        precision=precision,
         score_threshold=score_threshold,
         mask_threshold=mask_threshold,
         classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
@@ -185,9 +191,21 @@ def segment(
         raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
     if export_formats and not settings.json:
         raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
+    if quiet:
+        logging.getLogger("streamseg.runtimes").setLevel(logging.ERROR)
     window = Window(f"streamseg: {redact(source)}") if show else None  # no display: fail now, before the model loads
     try:
-        with Segmenter(settings).run(source, out, overwrite, keep_overlays=show) as run:
+        # A file (or standard input) is opened before the model loads, which the first time with new settings
+        # means seconds of export: a bad one fails at once, in one line. A live source opens as its run starts,
+        # since its clock (--duration, what it drops) starts when it opens.
+        frames = source if is_live(source) else open_input(source, settings)
+        try:
+            segmenter = Segmenter(settings)
+        except BaseException:
+            if not isinstance(frames, str):
+                frames.close()
+            raise
+        with segmenter.run(frames, out, overwrite, keep_overlays=show) as run:
             if settings.model == DEFAULT_MODEL and not quiet:
                 # A newcomer's own video through the demo model gives dozens of false "objects": say why at once.
                 console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of "
@@ -318,6 +336,8 @@ def bench(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file, or 'random' for untrained weights (same compute)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU where it is installed, else torch (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
     streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams (default: 2)."),
     frames: int = typer.Option(300, "--frames", "-n", help="Frames to measure on (the first N of SOURCE)."),
@@ -332,11 +352,12 @@ def bench(
     from .config import build_config
     from .sinks import write_json_atomic
 
-    settings = build_config(config, model=model, weights=weights, device=device, batch=batch, streams=streams,
-                            inference_size=inference_size, score_threshold=score_threshold)
+    settings = build_config(config, model=model, weights=weights, device=device, runtime=runtime, precision=precision,
+                            batch=batch, streams=streams, inference_size=inference_size, score_threshold=score_threshold)
     with console.status("measuring") as status:
         result = run_benchmark(source, settings, frames, report=lambda stage: status.update(f"measuring {stage}"))
-    table = Table(title=f"{result['model']} on {result['device']}, {result['frames']} frames "
+    table = Table(title=f"{result['model']} on {result['device']} ({result['runtime']['runtime']} "
+                        f"{result['runtime']['precision']}), {result['frames']} frames "
                         f"{result['size'][0]}x{result['size'][1]}, input {result['input_size']}, batch {result['batch']}")
     table.add_column("stage")
     table.add_column("fps", justify="right")

@@ -203,7 +203,7 @@ def test_help_is_complete():
         sub = run_cli(command, "--help")
         assert sub.returncode == 0 and "Usage" in sub.stdout
     seg = run_cli("segment", "--help").stdout
-    for option in ("--model", "--weights", "--device", "--score-threshold", "--mask-threshold", "--classes",
+    for option in ("--model", "--weights", "--device", "--runtime", "--precision", "--score-threshold", "--mask-threshold", "--classes",
                    "--stride", "--max-frames", "--start", "--inference-size", "--no-video", "--no-json", "--quiet",
                    "--config", "--overwrite", "--out", "--mode", "--batch", "--streams", "--no-track", "--line",
                    "--zone", "--zone-overlap", "--export", "--trail"):
