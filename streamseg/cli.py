@@ -415,6 +415,38 @@ def export_tracks(
     print(export(frames, fmt, out))
 
 
+@app.command("export-model")
+@reported
+def export_model(
+    model: str = typer.Argument(..., help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path."),
+    fmt: str = typer.Option(..., "--format", "-f", help="onnx (model.onnx) or openvino (OpenVINO IR: model.xml and model.bin)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the model and model.json into."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels (default: the model's)."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Detections scoring below this never leave the graph (default: 0.5)."),
+) -> None:
+    """Export MODEL's forward pass for other runtimes: one RGB frame of any size in; boxes in its pixels,
+    scores, labels and mask probabilities out (model.json says so), checked against torch on sample frames."""
+    from .config import build_config
+    from .models.registry import load_model
+    from .runtimes.deploy import export_model as export
+
+    settings = build_config(None, model=model, weights=weights, inference_size=inference_size,
+                            score_threshold=score_threshold)
+    loaded = load_model(settings.model, settings.weights, "cpu")
+    with console.status(f"exporting {loaded.name} to {fmt}"):
+        description = export(loaded, fmt, out, settings.inference_size, settings.score_threshold)
+    checked = description["checked"]
+    if checked is None:
+        console.print("not checked against torch: neither onnxruntime nor openvino is installed", soft_wrap=True)
+    else:
+        console.print(f"checked against torch with {checked['with']} on {checked['frames']} sample frames: "
+                      f"{checked['detections']} detections, the same ones (boxes within {checked['max_box_diff']} px, "
+                      f"mask IoU at least {checked['min_mask_iou']})", soft_wrap=True)
+    for name in [*description["files"], "model.json"]:
+        print(out / name)
+
+
 def _stop(signum: int, frame: object) -> None:
     # Ctrl-C and a service manager's stop (SIGTERM) end a run alike: outputs finalized, summary written.
     raise KeyboardInterrupt

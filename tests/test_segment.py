@@ -198,7 +198,7 @@ def test_unwritable_out(tmp_path, synth_clip, tiny_checkpoint):
 def test_help_is_complete():
     top = run_cli("--help")
     assert top.returncode == 0
-    for command in ("segment", "synth", "train", "eval", "bench", "export"):
+    for command in ("segment", "synth", "train", "eval", "bench", "export", "export-model"):
         assert command in top.stdout
         sub = run_cli(command, "--help")
         assert sub.returncode == 0 and "Usage" in sub.stdout
