@@ -119,6 +119,11 @@ class OpenVinoRuntime:
             "INFERENCE_NUM_THREADS": usable_cpus(),
             "CACHE_DIR": str(self.entry / "compiled"),
         })
+        # OpenVINO's Python binding builds its table of element types on first use, inside a C++ static
+        # initialiser that waits for the GIL: two inference threads making their first call at once
+        # deadlocked (2026.4; half the time with six threads). Built here, in one thread, first.
+        for port in (*self.compiled.inputs, *self.compiled.outputs):
+            port.get_element_type().to_dtype()
         ran_as = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = "bf16" if ran_as == openvino.Type.bf16 else "fp32"
         if precision != self.precision:
