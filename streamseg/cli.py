@@ -77,8 +77,10 @@ def main_options(
     if not logger.handlers:
         logger.addHandler(RichHandler(console=console, show_path=False, show_time=True))
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # The runtime's one-line notices (a first export takes seconds) are for people at the terminal.
-    logging.getLogger("streamseg.runtimes").setLevel(logging.DEBUG if debug else logging.INFO)
+    # The runtime's one-line notice of a first export (seconds, once) is for a person waiting at a terminal;
+    # scripts and services get its warnings only, and their stderr stays errors and warnings.
+    notices = logging.INFO if console.is_terminal else logging.WARNING
+    logging.getLogger("streamseg.runtimes").setLevel(logging.DEBUG if debug else notices)
 
 
 def _progress(quiet: bool) -> Progress:

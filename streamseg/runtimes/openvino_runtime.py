@@ -144,8 +144,7 @@ class OpenVinoRuntime:
             except (DamagedCache, OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("the OpenVINO cache %s is damaged (%s); rebuilding it", self.entry, exc)
                 shutil.rmtree(self.entry, ignore_errors=True)
-        log.info("exporting %s to OpenVINO for this CPU: a few seconds, once for these settings (cached in %s)",
-                 self.model_name, self.entry.parent)
+        log.info("exporting %s to OpenVINO, once for these settings: a few seconds", self.model_name)
         self._build()
 
     def _verify(self) -> None:
