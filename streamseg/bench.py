@@ -182,6 +182,7 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "model": model.name,
+        "runtime": predictor.runtime.describe(),  # which ran the forward pass, in what precision
         "source": str(source),
         "frames": count,
         "size": size_of_frames,

@@ -77,6 +77,10 @@ def main_options(
     if not logger.handlers:
         logger.addHandler(RichHandler(console=console, show_path=False, show_time=True))
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The runtime's one-line notice of a first export (seconds, once) is for a person waiting at a terminal;
+    # scripts and services get its warnings only, and their stderr stays errors and warnings.
+    notices = logging.INFO if console.is_terminal else logging.WARNING
+    logging.getLogger("streamseg.runtimes").setLevel(logging.DEBUG if debug else notices)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -113,6 +117,8 @@ def segment(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", rich_help_panel="Input", help="Stop after this many frames."),
     start: Optional[float] = typer.Option(None, "--start", rich_help_panel="Input", help="Start this many seconds into the source."),
     inference_size: Optional[int] = typer.Option(None, "--inference-size", rich_help_panel="Model", help="Shorter side the model sees, in pixels (default: the model's)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", rich_help_panel="Model", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU where it is installed, else torch (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", rich_help_panel="Model", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", rich_help_panel="Outputs", help="Write overlay.mp4 (default: on)."),
     json_out: Optional[bool] = typer.Option(None, "--json/--no-json", rich_help_panel="Outputs", help="Write frames.jsonl (default: on)."),
     mode: Optional[str] = typer.Option(None, "--mode", rich_help_panel="Speed", help="async (steps in parallel threads) or sequential (one loop, the baseline) (default: async)."),
@@ -138,13 +144,13 @@ def segment(
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
 
     Ctrl-C or SIGTERM (and q in the --show window) end the run cleanly: the video is finished and playable, the JSONL complete and the summary written."""
-    from .capture import redact
+    from .capture import is_live, redact
     from .config import build_config
     from .errors import InputError
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
     from .models.registry import DEFAULT_MODEL
-    from .pipeline import Segmenter, run_name
+    from .pipeline import Segmenter, open_input, run_name
     from .window import Window
 
     settings = build_config(
@@ -152,6 +158,8 @@ def segment(
         model=model,
         weights=weights,
         device=device,
+        runtime=runtime,
+        precision=precision,
         score_threshold=score_threshold,
         mask_threshold=mask_threshold,
         classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
@@ -185,9 +193,21 @@ def segment(
         raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
     if export_formats and not settings.json:
         raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
+    if quiet:
+        logging.getLogger("streamseg.runtimes").setLevel(logging.ERROR)
     window = Window(f"streamseg: {redact(source)}") if show else None  # no display: fail now, before the model loads
     try:
-        with Segmenter(settings).run(source, out, overwrite, keep_overlays=show) as run:
+        # A file (or standard input) is opened before the model loads, which the first time with new settings
+        # means seconds of export: a bad one fails at once, in one line. A live source opens as its run starts,
+        # since its clock (--duration, what it drops) starts when it opens.
+        frames = source if is_live(source) else open_input(source, settings)
+        try:
+            segmenter = Segmenter(settings)
+        except BaseException:
+            if not isinstance(frames, str):
+                frames.close()
+            raise
+        with segmenter.run(frames, out, overwrite, keep_overlays=show) as run:
             if settings.model == DEFAULT_MODEL and not quiet:
                 # A newcomer's own video through the demo model gives dozens of false "objects": say why at once.
                 console.print(f"note: the default model '{DEFAULT_MODEL}' knows only the synthetic shapes of "
@@ -318,6 +338,8 @@ def bench(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (default: shapes)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file, or 'random' for untrained weights (same compute)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU where it is installed, else torch (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
     streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams (default: 2)."),
     frames: int = typer.Option(300, "--frames", "-n", help="Frames to measure on (the first N of SOURCE)."),
@@ -332,11 +354,12 @@ def bench(
     from .config import build_config
     from .sinks import write_json_atomic
 
-    settings = build_config(config, model=model, weights=weights, device=device, batch=batch, streams=streams,
-                            inference_size=inference_size, score_threshold=score_threshold)
+    settings = build_config(config, model=model, weights=weights, device=device, runtime=runtime, precision=precision,
+                            batch=batch, streams=streams, inference_size=inference_size, score_threshold=score_threshold)
     with console.status("measuring") as status:
         result = run_benchmark(source, settings, frames, report=lambda stage: status.update(f"measuring {stage}"))
-    table = Table(title=f"{result['model']} on {result['device']}, {result['frames']} frames "
+    table = Table(title=f"{result['model']} on {result['device']} ({result['runtime']['runtime']} "
+                        f"{result['runtime']['precision']}), {result['frames']} frames "
                         f"{result['size'][0]}x{result['size'][1]}, input {result['input_size']}, batch {result['batch']}")
     table.add_column("stage")
     table.add_column("fps", justify="right")
@@ -392,6 +415,38 @@ def export_tracks(
     from .export import export
 
     print(export(frames, fmt, out))
+
+
+@app.command("export-model")
+@reported
+def export_model(
+    model: str = typer.Argument(..., help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path."),
+    fmt: str = typer.Option(..., "--format", "-f", help="onnx (model.onnx) or openvino (OpenVINO IR: model.xml and model.bin)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the model and model.json into."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the model, or 'random' for untrained weights."),
+    inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees, in pixels (default: the model's)."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Detections scoring below this never leave the graph (default: 0.5)."),
+) -> None:
+    """Export MODEL's forward pass for other runtimes: one RGB frame of any size in; boxes in its pixels,
+    scores, labels and mask probabilities out (model.json says so), checked against torch on sample frames."""
+    from .config import build_config
+    from .models.registry import load_model
+    from .runtimes.deploy import export_model as export
+
+    settings = build_config(None, model=model, weights=weights, inference_size=inference_size,
+                            score_threshold=score_threshold)
+    loaded = load_model(settings.model, settings.weights, "cpu")
+    with console.status(f"exporting {loaded.name} to {fmt}"):
+        description = export(loaded, fmt, out, settings.inference_size, settings.score_threshold)
+    checked = description["checked"]
+    if checked is None:
+        console.print("not checked against torch: neither onnxruntime nor openvino is installed", soft_wrap=True)
+    else:
+        console.print(f"checked against torch with {checked['with']} on {checked['frames']} sample frames: "
+                      f"{checked['detections']} detections, the same ones (boxes within {checked['max_box_diff']} px, "
+                      f"mask IoU at least {checked['min_mask_iou']})", soft_wrap=True)
+    for name in [*description["files"], "model.json"]:
+        print(out / name)
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from .count import parse_lines, parse_zones
 from .errors import InputError
 from .models.registry import DEFAULT_MODEL
+from .runtimes import PRECISIONS, RUNTIMES
 from .track import TrackerConfig
 
 
@@ -38,6 +39,8 @@ class SegmentConfig:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     device: str = "auto"
+    runtime: str = "auto"  # "torch" or "openvino"; auto: OpenVINO on CPU where installed, else torch
+    precision: str = "fp32"  # or "bf16": OpenVINO on CPUs with bf16, faster but not the same detections
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     fragment_overlap: float = 0.8  # drop a detection this much covered by surer masks (a duplicate); 1: off
@@ -87,6 +90,12 @@ class SegmentConfig:
             raise InputError(f"start must not be negative, got {self.start}")
         if self.inference_size is not None and not 32 <= self.inference_size <= 4096:
             raise InputError(f"inference_size must be between 32 and 4096, got {self.inference_size}")
+        if self.runtime not in RUNTIMES:
+            raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got '{self.runtime}'")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        if self.precision != "fp32" and self.runtime == "torch":
+            raise InputError(f"precision {self.precision} needs the openvino runtime (torch runs fp32 on CPU)")
         if self.mode not in ("async", "sequential"):
             raise InputError(f"mode must be async or sequential, got '{self.mode}'")
         if self.batch is not None and not 1 <= self.batch <= 64:

@@ -1,23 +1,21 @@
-"""Runs a model on frames: preprocessing, the forward pass and postprocessing into Instances.
+"""Runs a model on frames: the forward pass in a runtime, then postprocessing into Instances.
 
 Kept apart from the model (which only maps tensors to tensors) and from the pipeline (which only
 moves frames between threads), as detectron2 keeps its predictor apart from its models.
 
-``forward`` is the device's work and returns as soon as the work is queued; ``postprocess`` waits
-for it and brings back only what the CPU needs. Between them torchvision's per-detection mask
-paste is replaced by one batched paste (:func:`streamseg.ops.paste_crops`) of the detections that
-survive thresholds and NMS, into their boxes only: pasting masks that are thrown away afterwards,
-and the pixels around each box, were most of its cost.
+``forward`` is the runtime's work (:mod:`streamseg.runtimes`: torch or OpenVINO) and, on a GPU,
+returns as soon as the work is queued; ``postprocess``, the same for every runtime, waits for it and
+brings back only what the CPU needs. Between them torchvision's per-detection mask paste is replaced
+by one batched paste (:func:`streamseg.ops.paste_crops`) of the detections that survive thresholds
+and NMS, into their boxes only: pasting masks that are thrown away afterwards, and the pixels around
+each box, were most of its cost.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
-import threading
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,44 +26,9 @@ from .errors import InputError
 from .instances import Frame, Instances, drop_fragments
 from .models.registry import LoadedModel
 from .ops import paste_crops
+from .runtimes import DetectionGraph, RawDetections, open_runtime
 
-
-@dataclass
-class RawDetections:
-    """One frame's detections as the model left them, on its device: boxes in frame pixels,
-    ``mask_probs`` the (N, M, M) mask head output. ``ready`` is set when the device is done."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
-    mask_probs: torch.Tensor
-    ready: torch.cuda.Event | None = None
-
-
-class _CudaLane:
-    """One worker's share of the GPU: its own stream and a reusable pinned host buffer.
-
-    Frames are copied host→pinned (CPU memcpy), then pinned→device with ``non_blocking`` on the
-    lane's stream, so the copy overlaps the other lane's kernels.
-    """
-
-    def __init__(self, device: torch.device):
-        self.stream = torch.cuda.Stream(device)
-        self.pinned: torch.Tensor | None = None
-        self.copied: torch.cuda.Event | None = None
-
-    def upload(self, images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-        shape = (len(images), *images[0].shape)
-        if self.pinned is None or self.pinned.shape != shape:
-            self.pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
-        elif self.copied is not None:
-            self.copied.synchronize()  # the previous batch's copy must finish before the buffer is reused
-        for slot, image in zip(self.pinned.numpy(), images):
-            slot[...] = image
-        batch = self.pinned.to(device, non_blocking=True)
-        self.copied = torch.cuda.Event()
-        self.copied.record(self.stream)
-        return list(batch.permute(0, 3, 1, 2).float().div_(255))
+__all__ = ["Predictor", "RawDetections"]
 
 
 class Predictor:
@@ -73,7 +36,8 @@ class Predictor:
 
     Class-agnostic NMS matters for Mask R-CNN's per-class box regression: one object can come out
     once per class (a circle that is also a weak "rectangle"); one physical object, one detection.
-    On CUDA, forward passes run under fp16 autocast on one stream per calling thread.
+    The forward pass runs in a runtime made for this predictor's settings (``self.runtime``): torch on
+    any device (fp16 autocast on CUDA), or OpenVINO on the CPU.
     """
 
     def __init__(
@@ -85,7 +49,14 @@ class Predictor:
         inference_size: int | None = None,
         agnostic_nms: float | None = 0.7,
         fragment_overlap: float = 0.8,
+        runtime: str = "auto",
+        precision: str = "fp32",
+        workers: int = 1,
+        cache_dir: Path | None = None,
     ):
+        """``runtime``, ``precision``: see :func:`streamseg.runtimes.open_runtime`; ``workers``: how many
+        threads will call ``forward`` at once (OpenVINO gives each a stream); ``cache_dir``: where the
+        OpenVINO runtime keeps its exported models (default: ``~/.cache/streamseg``)."""
         self.model = model
         self.fragment_overlap = fragment_overlap  # see instances.drop_fragments; 1 turns it off
         self.score_threshold = score_threshold
@@ -94,18 +65,9 @@ class Predictor:
         self.inference_size = inference_size or model.default_input_size
         self.class_filter = self._class_ids(classes) if classes else None
         self._class_filter_tensor: torch.Tensor | None = None  # on the model's device, made once
+        self.graph = DetectionGraph(model.module, self.inference_size, score_threshold)
+        self.runtime = open_runtime(self.graph, model, runtime, precision, workers, cache_dir)
         self.cuda = model.device.type == "cuda"
-        self._lanes = threading.local()
-        # The settings live on this predictor's own shallow copies of the two parts that read them, never
-        # on the shared model: several predictors (Segmenters, sources) may use one loaded model at once.
-        # The copies share every weight. Scores below the threshold never reach the mask head: the
-        # cheapest detection is one not made.
-        module = model.module
-        self.transform = copy.copy(module.transform)
-        self.transform.min_size = (self.inference_size,)
-        self.transform.max_size = max(module.transform.max_size, round(self.inference_size * 1333 / 800))
-        self.roi_heads = copy.copy(module.roi_heads)
-        self.roi_heads.score_thresh = score_threshold
 
     def _class_ids(self, classes: Sequence[str]) -> np.ndarray:
         names = list(self.model.class_names)
@@ -122,6 +84,7 @@ class Predictor:
             "mask_threshold": self.mask_threshold,
             "fragment_overlap": self.fragment_overlap,
             "class_filter": None if self.class_filter is None else [self.model.class_names[i] for i in self.class_filter],
+            **self.runtime.describe(),
         }
 
     def _class_filter_on(self, device: torch.device) -> torch.Tensor:
@@ -129,62 +92,36 @@ class Predictor:
             self._class_filter_tensor = torch.from_numpy(self.class_filter).to(device)
         return self._class_filter_tensor
 
-    def _lane(self) -> _CudaLane:
-        lane = getattr(self._lanes, "lane", None)
-        if lane is None:
-            lane = self._lanes.lane = _CudaLane(self.model.device)
-        return lane
-
-    def _upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        if self.cuda and all(i.shape == images[0].shape for i in images):
-            return self._lane().upload(images, self.model.device)
-        device = self.model.device
-        if not self.cuda:
-            images = [self._shrink(i) for i in images]
-        return [torch.from_numpy(i).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255) for i in images]
-
-    def _shrink(self, image: np.ndarray) -> np.ndarray:
-        """``image`` resized to the model's input size while still 8-bit, as the transform would size it.
-
-        The transform would turn the whole frame into floats and then resize it: at 1080p that is 6 M
-        floats made for a 512x288 input, most of the CPU's work per frame. Boxes are scaled back to the
-        frame from the size the model saw, so nothing downstream changes.
-        """
-        height, width = image.shape[:2]
-        scale = min(self.transform.min_size[-1] / min(height, width), self.transform.max_size / max(height, width))
-        size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
-        if scale >= 1.0 or size == (width, height):
-            return image
-        # Area averaging past 2x, as a camera's sensor would see the smaller picture; bilinear (the transform's
-        # own rule) below that, where it does not alias.
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
-
-    @torch.inference_mode()
     def forward(self, frames: Sequence[Frame]) -> list[RawDetections]:
-        """Queue one forward pass over ``frames`` (a batch) on the device; one RawDetections per frame."""
+        """One forward pass over ``frames`` (a batch) in the runtime; one RawDetections per frame, boxes
+        in the frame's pixels.
+
+        On the CPU each frame is first shrunk to the size the model sees while still 8-bit (every
+        runtime's graph would turn the whole frame into floats and then resize it: at 1080p, 6 M floats
+        made for a 512x288 input, most of the CPU's work per frame); its boxes are scaled back here.
+        """
         if not frames:
             return []
-        module = self.model.module
-        stream = torch.cuda.stream(self._lane().stream) if self.cuda else contextlib.nullcontext()
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.cuda else contextlib.nullcontext()
-        with stream, autocast:
-            images = self._upload([f.image for f in frames])
-            batch, _ = self.transform(images)
-            features = module.backbone(batch.tensors)
-            proposals, _ = module.rpn(batch, features)
-            detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
-            raws = []
-            for found, resized, frame in zip(detections, batch.image_sizes, frames):
-                height, width = frame.image.shape[:2]
-                scale = torch.tensor([width / resized[1], height / resized[0]] * 2, device=found["boxes"].device)
-                raws.append(RawDetections(found["boxes"].float() * scale, found["scores"].float(), found["labels"],
-                                          found["masks"][:, 0]))
-            if self.cuda:
-                done = torch.cuda.Event()
-                done.record()
-                for raw in raws:
-                    raw.ready = done
+        if self.cuda:
+            return self.runtime.forward(frames)
+        small = [dataclasses.replace(f, image=self._shrink(f.image)) for f in frames]
+        raws = self.runtime.forward(small)
+        for raw, frame, shrunk in zip(raws, frames, small):
+            if shrunk.image is not frame.image:
+                (height, width), (h, w) = frame.image.shape[:2], shrunk.image.shape[:2]
+                raw.boxes = raw.boxes * raw.boxes.new_tensor([width / w, height / h] * 2)
         return raws
+
+    def _shrink(self, image: np.ndarray) -> np.ndarray:
+        """``image`` resized to the size the graph would resize it to, when that is smaller."""
+        height, width = image.shape[:2]
+        size = self.graph.input_shape(height, width)
+        if size[0] >= height:
+            return image
+        # Area averaging past 2x, as a camera's sensor would see the smaller picture; bilinear (the
+        # graph's own rule) below that, where it does not alias.
+        fast = cv2.INTER_AREA if size[0] * 2 < height else cv2.INTER_LINEAR
+        return cv2.resize(image, (size[1], size[0]), interpolation=fast)
 
     @torch.inference_mode()
     def postprocess(self, raw: RawDetections, frame: Frame) -> Instances:

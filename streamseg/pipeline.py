@@ -153,6 +153,17 @@ class Segmenter:
     def __init__(self, config: SegmentConfig | None = None, model: LoadedModel | None = None):
         self.config = (config or SegmentConfig()).validate()  # again: a caller may have changed it since
         self.model = model or load_model(self.config.model, self.config.weights, self.config.device)
+        self.renderer = OverlayRenderer(self.model.class_names)
+        cuda = self.model.device.type == "cuda"
+        # A GPU wants several frames per pass and a pass in flight per stream. A CPU wants one frame per
+        # pass and several passes side by side, each on a share of the cores: on 2 cores, two 1-thread
+        # workers beat one 2-thread worker (27-31 vs 33-41 ms/frame measured), and a 1-thread pass is
+        # not stalled when the render or encode thread takes a core away from it. OpenVINO gets the same
+        # plan: a stream per worker, the usable cores shared among them.
+        self.batch_size = self.config.batch or (4 if cuda else 1)
+        cores = usable_cpus()
+        self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
+        self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
         self.predictor = Predictor(
             self.model,
             score_threshold=self.config.score_threshold,
@@ -160,17 +171,10 @@ class Segmenter:
             classes=self.config.classes,
             inference_size=self.config.inference_size,
             fragment_overlap=self.config.fragment_overlap,
+            runtime=self.config.runtime,
+            precision=self.config.precision,
+            workers=self.infer_workers if self.config.mode == "async" else 1,
         )
-        self.renderer = OverlayRenderer(self.model.class_names)
-        cuda = self.model.device.type == "cuda"
-        # A GPU wants several frames per pass and a pass in flight per stream. A CPU wants one frame per
-        # pass and several passes side by side, each on a share of the cores: on 2 cores, two 1-thread
-        # workers beat one 2-thread worker (27-31 vs 33-41 ms/frame measured), and a 1-thread pass is
-        # not stalled when the render or encode thread takes a core away from it.
-        self.batch_size = self.config.batch or (4 if cuda else 1)
-        cores = usable_cpus()
-        self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
-        self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
 
     def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,
             keep_overlays: bool = False, steps: Sequence[Step] = ()) -> Run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,20 @@ TINY_CONFIG = {
     "rpn_post_nms_top_n_test": 20,
     "detections_per_img": 5,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runtime_cache(tmp_path_factory) -> Path:
+    """The OpenVINO runtime's exported models, for this session only (never the user's ~/.cache), shared
+    by its tests and the commands they run."""
+    path = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("STREAMSEG_CACHE_DIR")
+    os.environ["STREAMSEG_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["STREAMSEG_CACHE_DIR"]
+    else:
+        os.environ["STREAMSEG_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -198,12 +198,12 @@ def test_unwritable_out(tmp_path, synth_clip, tiny_checkpoint):
 def test_help_is_complete():
     top = run_cli("--help")
     assert top.returncode == 0
-    for command in ("segment", "synth", "train", "eval", "bench", "export"):
+    for command in ("segment", "synth", "train", "eval", "bench", "export", "export-model"):
         assert command in top.stdout
         sub = run_cli(command, "--help")
         assert sub.returncode == 0 and "Usage" in sub.stdout
     seg = run_cli("segment", "--help").stdout
-    for option in ("--model", "--weights", "--device", "--score-threshold", "--mask-threshold", "--classes",
+    for option in ("--model", "--weights", "--device", "--runtime", "--precision", "--score-threshold", "--mask-threshold", "--classes",
                    "--stride", "--max-frames", "--start", "--inference-size", "--no-video", "--no-json", "--quiet",
                    "--config", "--overwrite", "--out", "--mode", "--batch", "--streams", "--no-track", "--line",
                    "--zone", "--zone-overlap", "--export", "--trail"):
