@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamseg.capture import connector
+from streamseg.sources.capture import connector
 from streamseg.config import build_config
-from streamseg.live import LiveOptions, LiveSource
+from streamseg.sources.live import LiveOptions, LiveSource
 from streamseg.pipeline import Segmenter, segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loopback server lives with the tests

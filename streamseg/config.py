@@ -25,13 +25,19 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .count import parse_lines, parse_zones
 from .errors import InputError
 from .models.registry import DEFAULT_MODEL
 from .runtimes import PRECISIONS, RUNTIMES
+from .sources import LATENCIES, Latency
 from .track import TrackerConfig
+
+# How a run moves frames through its steps: ``async`` gives each its own thread(s), joined by bounded queues;
+# ``sequential`` runs them one after another in the caller's thread (the baseline, same output byte for byte).
+Mode = Literal["async", "sequential"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 @dataclass
@@ -51,7 +57,7 @@ class SegmentConfig:
     inference_size: int | None = None
     video: bool = True
     json: bool = True
-    mode: str = "async"  # or "sequential": every step in the caller's thread, the baseline
+    mode: Mode = "async"  # or "sequential": every step in the caller's thread, the baseline
     batch: int | None = None  # frames per forward pass [default: 4 on CUDA, 1 on CPU]
     streams: int = 2  # CUDA streams, each with its own inference thread
     track: bool = True  # give detections track ids across frames
@@ -61,7 +67,7 @@ class SegmentConfig:
     zone_overlap: float = 0.5  # fraction of a mask inside a zone for the object to count as in it
     trail: int = 30  # inferred frames of each track's path drawn on the overlay (0: none)
     duration: float | None = None  # seconds to run: of real time for a live source, of video for a file
-    latency: str | None = None  # "low" (drop stale frames) or "complete" [default: low live, complete for files]
+    latency: Latency | None = None  # "low" (drop stale frames) or "complete" [default: low live, complete for files]
     reconnect: bool | None = None  # reopen a live source that fails or ends [default: on for network streams]
     reconnect_max: float = 30.0  # most seconds between two reconnection attempts
     timeout: float = 10.0  # seconds a live source may take to open or to deliver data
@@ -96,8 +102,8 @@ class SegmentConfig:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.precision != "fp32" and self.runtime == "torch":
             raise InputError(f"precision {self.precision} needs the openvino runtime (torch runs fp32 on CPU)")
-        if self.mode not in ("async", "sequential"):
-            raise InputError(f"mode must be async or sequential, got '{self.mode}'")
+        if self.mode not in MODES:
+            raise InputError(f"mode must be {' or '.join(MODES)}, got '{self.mode}'")
         if self.batch is not None and not 1 <= self.batch <= 64:
             raise InputError(f"batch must be between 1 and 64, got {self.batch}")
         if not 1 <= self.streams <= 8:
@@ -108,8 +114,8 @@ class SegmentConfig:
             raise InputError(f"zone_overlap must be above 0 and at most 1, got {self.zone_overlap}")
         if self.duration is not None and not self.duration > 0:
             raise InputError(f"duration must be a positive number of seconds, got {self.duration}")
-        if self.latency not in (None, "low", "complete"):
-            raise InputError(f"latency must be low or complete, got '{self.latency}'")
+        if self.latency is not None and self.latency not in LATENCIES:
+            raise InputError(f"latency must be {' or '.join(LATENCIES)}, got '{self.latency}'")
         for name in ("reconnect_max", "timeout", "reset_gap"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
@@ -140,6 +146,8 @@ def _accepted_types(settings: type) -> dict[str, tuple[type, ...]]:
     for name, hint in typing.get_type_hints(settings).items():
         kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else (hint,)
         kind = next(arg for arg in kinds if arg is not type(None))
+        if typing.get_origin(kind) is Literal:  # a choice among strings: a string, checked by validate()
+            kind = type(typing.get_args(kind)[0])
         kind = typing.get_origin(kind) or kind
         accepted[name] = (float, int) if kind is float else (dict, kind) if kind is TrackerConfig else (kind,)
         if type(None) in kinds:  # optional: None means "the default" (TOML has no null, Python does)

@@ -26,17 +26,15 @@ import numpy as np
 import torch
 
 from . import __version__
-from .capture import is_camera, is_live, is_network, is_recording
 from .config import SegmentConfig, build_config
 from .engine import Predictor
-from .errors import InputError, PipelineError, StreamsegError
+from .errors import PipelineError, StreamsegError
 from .formats import encode_masks, frame_record
 from .instances import Frame, FrameNotes, Instances
-from .live import LiveOptions, LiveSource
 from .models.registry import LoadedModel, load_model
 from .outputs import RunOutputs
 from .render import OverlayRenderer
-from .sources import FrameSource, open_source
+from .sources import FrameSource, is_camera, is_live, open_source
 from .stages import Stage, Stages
 from .steps import Step, standard_steps
 from .system import peak_rss_mb, usable_cpus
@@ -182,23 +180,6 @@ class Segmenter:
         return Run(self, source, Path(out) if out is not None else None, overwrite, keep_overlays, steps)
 
 
-def open_input(spec: str | os.PathLike, config: SegmentConfig) -> FrameSource:
-    """A file, ``-`` (stdin) or a recording on a web server as a :class:`VideoSource`; a camera or live network
-    stream as a :class:`LiveSource`."""
-    spec = os.fspath(spec)
-    if not is_live(spec) or is_recording(spec, config.timeout):
-        if config.latency == "low":
-            raise InputError(f"{spec}: latency low is for cameras and network streams; a file is read completely")
-        return open_source(spec, start=config.start)
-    if config.start:
-        raise InputError(f"{spec}: start applies to files; a live source starts now")
-    reconnect = is_network(spec) if config.reconnect is None else config.reconnect
-    return LiveSource(spec, LiveOptions(latency=config.latency or "low", reconnect=reconnect,
-                                        reconnect_max=config.reconnect_max, timeout=config.timeout,
-                                        camera_size=config.camera_dimensions(), camera_fps=config.camera_fps,
-                                        duration=config.duration))
-
-
 class Run:
     """One source through a :class:`Segmenter`. Iterate for results; ``summary`` when it ends.
 
@@ -212,10 +193,10 @@ class Run:
         self.segmenter = segmenter
         config = segmenter.config
         # Open the input before touching the output: a bad source must leave no run directory behind.
-        self.source = open_input(source, config) if isinstance(source, (str, os.PathLike)) else source
+        self.source = open_source(source, config) if isinstance(source, (str, os.PathLike)) else source
         self.keep_overlays = keep_overlays
         # Low latency: one frame per pass, taken from the source only when a worker is free to start on it.
-        self.low_latency = isinstance(self.source, LiveSource) and self.source.options.latency == "low"
+        self.low_latency = self.source.latency == "low"
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
         self.stopped_by: str | None = None
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
@@ -263,11 +244,7 @@ class Run:
     def stop(self, reason: str) -> None:
         """End the run at the next frame as if the source had ended (a window closed, a time limit)."""
         self.stopped_by = reason
-        self._stop_source()
-
-    def _stop_source(self) -> None:
-        if isinstance(self.source, LiveSource):
-            self.source.stop()
+        self.source.stop()
 
     # The five steps. Each runs in one thread at a time (infer in one per CUDA stream), in order.
 
@@ -275,16 +252,11 @@ class Run:
         config, stats = self.segmenter.config, self.stats
         frames = iter(self.source)
         size = self.batch_size
-        first_time = None
         while config.max_frames is None or stats.frames_decoded < config.max_frames:
             batch: list[Frame] = []
             with stats.timed("decode"):
                 while len(batch) < size and (config.max_frames is None or stats.frames_decoded < config.max_frames):
                     frame = None if self.stopped_by else next(frames, None)
-                    if frame is not None and config.duration is not None:
-                        first_time = frame.time if first_time is None else first_time
-                        if frame.time - first_time >= config.duration:
-                            frame = None
                     if frame is None:
                         break
                     batch.append(frame)
@@ -381,7 +353,7 @@ class Run:
         setup = (lambda: torch.set_num_threads(threads)) if threads else None  # per thread: the caller's stays as it was
         stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers, setup=setup),
                   Stage("in-order", self._in_order), Stage("render", self._render), Stage("write", self._write)]
-        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency, interrupt=self._stop_source)
+        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency, interrupt=self.source.stop)
 
     def __iter__(self) -> Iterator[FrameResult]:
         """The results, once: a second ``iter()`` continues where the first stopped, as a source does."""
@@ -403,7 +375,7 @@ class Run:
             raise _reportable(exc) from exc
         finally:
             # The source first: a stage thread waiting on a stalled live stream would hold up the rest.
-            self._stop_source()
+            self.source.stop()
             steps.close()  # stops the stage threads before the sinks close
             self._finalize(started, error)
 
@@ -419,7 +391,7 @@ class Run:
             "reason": _reason(error),
             "stopped_by": self.stopped_by,
             "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors,
-                       **(self.source.report() if isinstance(self.source, LiveSource) else {})},
+                       **self.source.report()},
             "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
             "config": {"stride": config.stride, "max_frames": config.max_frames, "start": config.start,
                        "mode": config.mode, "batch": self.batch_size,

@@ -24,7 +24,7 @@ from .errors import InputError
 from .formats import instances_to_record
 from .instances import Frame, Instances
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
-from .sources import SourceInfo
+from .sources import FrameSource, SourceInfo
 
 CLASS_NAMES = ("__background__", "circle", "rectangle", "triangle")
 MIN_SIZE, MAX_SIZE = 12, 140
@@ -320,7 +320,7 @@ class World:
             index += 1
 
 
-class SyntheticSource:
+class SyntheticSource(FrameSource):
     """A :class:`World` as a pipeline source, frames straight from the painter with no codec between:
     ``streamseg.segment(SyntheticSource(frames=20_000), ...)`` runs a long stream with nothing on disk.
     ``frames=None`` never ends. ``truth`` holds the last frame's ground truth."""
@@ -342,8 +342,7 @@ class SyntheticSource:
             self.truth = gt
             yield Frame(index, gt.time, image, pts=index, time_base=self.info.time_base)
 
-    def close(self) -> None:
-        pass  # nothing open: frames are painted on demand
+    # stop(), report() and close() are FrameSource's: nothing to stop or report, nothing open (frames are painted on demand)
 
 
 def write_clip(

@@ -14,8 +14,8 @@ import pytest
 
 from streamseg.config import build_config
 from streamseg.formats import read_records
-from streamseg.pipeline import open_input, segment
-from streamseg.sources import VideoSource
+from streamseg.pipeline import segment
+from streamseg.sources import VideoSource, open_source
 from tests.helpers_video import index_of, picture, write_avi
 
 
@@ -156,5 +156,5 @@ def test_damaged_packets_are_skipped_counted_and_warned_about(tmp_path, tiny_che
 def test_a_file_named_like_a_camera_is_a_file(tmp_path, synth_clip, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(synth_clip, "cam:0.mp4")
-    with open_input("cam:0.mp4", build_config()) as source:
+    with open_source("cam:0.mp4", build_config()) as source:
         assert isinstance(source, VideoSource) and source.info.frame_count == 40

@@ -7,12 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from streamseg import live
-from streamseg.capture import ConnectionLost, StreamCapture, is_live, redact
+from streamseg.sources import live
+from streamseg.sources.capture import ConnectionLost, StreamCapture, is_live, redact
 from streamseg.config import build_config
 from streamseg.errors import InputError
-from streamseg.live import LiveOptions, LiveSource
-from streamseg.pipeline import open_input, run_name
+from streamseg.sources import open_source
+from streamseg.sources.live import LiveOptions, LiveSource
+from streamseg.pipeline import run_name
 from streamseg.stages import Stage, Stages
 from tests.helpers_video import write_avi
 
@@ -174,9 +175,9 @@ def test_live_settings_are_checked(settings, message):
 
 def test_low_latency_is_refused_for_a_file_and_start_for_a_stream(synth_clip):
     with pytest.raises(InputError, match="latency low is for cameras and network streams"):
-        open_input(synth_clip, build_config(latency="low"))
+        open_source(synth_clip, build_config(latency="low"))
     with pytest.raises(InputError, match="start applies to files"):
-        open_input("tcp://127.0.0.1:9", build_config(start=2.0))
+        open_source("tcp://127.0.0.1:9", build_config(start=2.0))
 
 
 @pytest.mark.parametrize("pull", [True, False])

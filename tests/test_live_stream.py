@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from streamseg import capture, live, window
-from streamseg.capture import ConnectionLost
+from streamseg import window
+from streamseg.sources import capture, live
+from streamseg.sources.capture import ConnectionLost
 from streamseg.cli import app
 from streamseg.config import build_config
 from streamseg.formats import read_records
-from streamseg.pipeline import Segmenter, open_input
-from streamseg.sources import VideoSource
+from streamseg.pipeline import Segmenter
+from streamseg.sources import VideoSource, open_source
 from streamseg.synth import World
 from tests.loopback import free_port, start_server
 
@@ -293,7 +294,7 @@ def test_a_recording_on_a_web_server_is_read_like_a_file(tmp_path, synth_clip, t
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
         threading.Thread(target=web.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{web.server_address[1]}/{synth_clip.name}"
-        source = open_input(url, build_config())
+        source = open_source(url, build_config())
         try:
             assert isinstance(source, VideoSource)  # its own timestamps, every frame, no reconnecting at the end
         finally:

@@ -7,7 +7,7 @@ import pytest
 
 from streamseg.config import SegmentConfig
 from streamseg.errors import InputError, OutputError
-from streamseg.live import LiveOptions, LiveSource
+from streamseg.sources.live import LiveOptions, LiveSource
 from streamseg.models import load_model
 from streamseg.pipeline import Segmenter
 

@@ -1,8 +1,8 @@
-"""Video sources: open a file or standard input and iterate its frames with index and time.
+"""File sources: a video file, standard input or a recording on a web server, frames with index and time.
 
 Everything FFmpeg can demux and decode is read through PyAV. Nothing here assumes the input is seekable or of
 known length. Cameras and network streams, which need real-time stamps, dropping and reconnection, are
-:class:`streamseg.live.LiveSource`.
+:class:`streamseg.sources.live.LiveSource`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
 
 import av
 import numpy as np
@@ -25,8 +23,9 @@ from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
-from .errors import InputError
-from .instances import Frame
+from ..errors import InputError
+from ..instances import Frame
+from .base import METADATA_ERRORS, FrameSource, SourceInfo
 
 # H.264 and HEVC hold back at most 16 frames for reordering, so no timestamp can belong further ahead than that.
 MAX_LOOKAHEAD = 16
@@ -35,48 +34,9 @@ MAX_LOOKAHEAD = 16
 LOOKAHEAD_PER_REORDER = 4
 # A frame this many seconds before ``start`` still counts as at ``start`` (float seconds vs. integer ticks).
 START_TOLERANCE = 1e-6
-# How PyAV decodes metadata tags (UTF-8): a damaged or foreign tag is read without its bad bytes rather than
-# failing a video whose pictures decode. Every container streamseg reads is opened with it.
-METADATA_ERRORS = "ignore"
 
 
-@dataclass
-class SourceInfo:
-    """What is known about a source before its frames are read."""
-
-    path: str  # as given
-    container: str  # FFmpeg's demuxer name, e.g. "avi" or "mov,mp4,m4a,3gp,3g2,mj2"
-    codec: str  # e.g. "h264", "msmpeg4v3", "cinepak"
-    width: int  # of the frames this source yields
-    height: int
-    fps: float | None  # average frame rate, if the container states one
-    frame_count: int | None  # None when unknown (live, or no index)
-    duration: float | None  # seconds, None when unknown
-    time_base: Fraction  # the video stream's time base: the unit of Frame.pts
-    live: bool = False
-    rotation: int = 0  # degrees (counterclockwise) the stored pictures were turned to display upright
-
-    def to_dict(self) -> dict:
-        """JSON-ready: the time base as a "num/den" string."""
-        return {**asdict(self), "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}"}
-
-
-class FrameSource(Protocol):
-    """What the pipeline reads: ``info``, frames in order, a count of skipped bad data, ``close()``.
-
-    :class:`VideoSource` is the one for files and streams; tests and simulations bring their own
-    (:class:`streamseg.synth.SyntheticSource`).
-    """
-
-    info: SourceInfo
-    decode_errors: int
-
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
-
-
-class VideoSource:
+class VideoSource(FrameSource):
     """Iterable of :class:`~streamseg.instances.Frame` from anything PyAV opens. A context manager.
 
     Opening decodes the first frame, so an input without a single decodable frame fails here with
@@ -87,8 +47,10 @@ class VideoSource:
     video stream. See :class:`_Retimer` for how both are derived from the container's timestamps.
     """
 
-    def __init__(self, spec: str | os.PathLike, *, start: float = 0.0):
+    def __init__(self, spec: str | os.PathLike, *, start: float = 0.0, duration: float | None = None):
         self.spec = os.fspath(spec)
+        self.duration = duration  # seconds of video after the first frame yielded, then the frames end
+        self._first_time: float | None = None
         if not start >= 0:
             raise InputError(f"{self.spec}: start must be a non-negative number of seconds, got {start}")
         self.decode_errors = 0
@@ -115,6 +77,14 @@ class VideoSource:
             raise
 
     def __iter__(self) -> Iterator[Frame]:
+        for frame in self._all():
+            if self.duration is not None:
+                self._first_time = frame.time if self._first_time is None else self._first_time
+                if frame.time - self._first_time >= self.duration:
+                    return
+            yield frame
+
+    def _all(self) -> Iterator[Frame]:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
@@ -231,11 +201,6 @@ class _Retimer:
             stamp = self.origin if self.last is None else self.last + self.step
         self.last = stamp
         return picture, stamp
-
-
-def open_source(spec: str | os.PathLike, *, start: float = 0.0) -> VideoSource:
-    """Open ``spec`` (a video file path, or ``-`` for standard input) from ``start`` seconds; raises :class:`InputError`."""
-    return VideoSource(spec, start=start)
 
 
 class _SequentialFile(io.RawIOBase):

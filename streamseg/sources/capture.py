@@ -1,6 +1,6 @@
 """One connection to a camera or network stream: how to tell sources apart, open them and read pictures.
 
-:class:`streamseg.live.LiveSource` keeps calling a :func:`connector`'s function to get a connection,
+:class:`streamseg.sources.live.LiveSource` keeps calling a :func:`connector`'s function to get a connection,
 reads it until it fails or ends, and calls again. FFmpeg (PyAV) opens network protocols and the
 platform's camera devices; OpenCV's ``VideoCapture`` is the fallback for cameras.
 """
@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from .sources import METADATA_ERRORS
+from .base import METADATA_ERRORS
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 # Opening a network stream, FFmpeg by default reads up to 5 MB or 5 s of it (for H.264, 20 frames to estimate the

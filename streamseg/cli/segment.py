@@ -144,13 +144,13 @@ def segment(
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
 
     Ctrl-C or SIGTERM (and q in the --show window) end the run cleanly: the video is finished and playable, the JSONL complete and the summary written."""
-    from .capture import is_live, redact
     from .config import build_config
     from .errors import InputError
     from .export import FORMATS as EXPORT_FORMATS
     from .export import export
     from .models.registry import DEFAULT_MODEL
-    from .pipeline import Segmenter, open_input, run_name
+    from .pipeline import Segmenter, run_name
+    from .sources import is_live, open_source, redact
     from .window import Window
 
     settings = build_config(
@@ -200,7 +200,7 @@ def segment(
         # A file (or standard input) is opened before the model loads, which the first time with new settings
         # means seconds of export: a bad one fails at once, in one line. A live source opens as its run starts,
         # since its clock (--duration, what it drops) starts when it opens.
-        frames = source if is_live(source) else open_input(source, settings)
+        frames = source if is_live(source) else open_source(source, settings)
         try:
             segmenter = Segmenter(settings)
         except BaseException:

@@ -21,15 +21,14 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from ..errors import InputError
+from ..formats import iso_utc
+from ..instances import Frame
+from .base import LATENCIES, FrameSource, Latency, SourceInfo
 from .capture import Capture, ConnectionLost, connector, is_camera, redact
-from .errors import InputError
-from .formats import iso_utc
-from .instances import Frame
-from .sources import SourceInfo
 
 log = logging.getLogger("streamseg.live")
 
-LATENCIES = ("low", "complete")
 TIME_BASE = Fraction(1, 1000)  # live frames are stamped in milliseconds of real time
 COMPLETE_BUFFER = 64  # frames a ``complete`` run holds before the reader stops reading and the stream backs up
 FIRST_RETRY = 0.5  # seconds before the first reconnection attempt; doubles up to ``reconnect_max``
@@ -39,7 +38,7 @@ CLOSE_WAIT = 0.5  # seconds close() gives the reader to let go of its connection
 
 @dataclass
 class LiveOptions:
-    latency: str = "low"
+    latency: Latency = "low"
     reconnect: bool = True
     reconnect_max: float = 30.0  # most seconds between two reconnection attempts
     timeout: float = 10.0  # seconds an open or a read may wait for data
@@ -47,7 +46,7 @@ class LiveOptions:
     camera_fps: float | None = None
     duration: float | None = None  # seconds of real time after which the source ends
 
-class LiveSource:
+class LiveSource(FrameSource):
     """Frames of a camera or network stream, read by a background thread, stamped with real time.
 
     ``Frame.index`` counts every frame received, dropped ones included, so gaps in the indices of what
@@ -61,7 +60,7 @@ class LiveSource:
         self.name = redact(spec)
         self.options = options or LiveOptions()
         if self.options.latency not in LATENCIES:
-            raise InputError(f"latency must be low or complete, got '{self.options.latency}'")
+            raise InputError(f"latency must be {' or '.join(LATENCIES)}, got '{self.options.latency}'")
         self._connect = connect or connector(spec, self.options.timeout, self.options.camera_size, self.options.camera_fps)
         self.dropped = 0
         self.outages: list[dict] = []
@@ -98,6 +97,10 @@ class LiveSource:
         self._push(image)
         self._reader = threading.Thread(target=self._read_all, name="streamseg-live-reader", daemon=True)
         self._reader.start()
+
+    @property
+    def latency(self) -> Latency:
+        return self.options.latency
 
     @property
     def decode_errors(self) -> int:
