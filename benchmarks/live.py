@@ -56,7 +56,7 @@ def measure(latency: str, seconds: float, fps: float, width: int, height: int, m
     finally:
         server.kill()
         server.wait()
-    summary = run.summary
+    summary = run.summary.to_dict()
     shown, dropped = summary["run"]["frames_decoded"], summary["source"]["dropped_frames"]
     return {
         "latency_mode": latency,
@@ -125,7 +125,7 @@ def measure_startup(seconds: float, gap: float, fps: float, width: int, height: 
         for server in servers:
             server.kill()
             server.wait()
-    summary = run.summary
+    summary = run.summary.to_dict()
     return {
         "fps": fps,
         "size": f"{width}x{height}",

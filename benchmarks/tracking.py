@@ -91,7 +91,7 @@ def score(name: str, make, frames: list, gt_path: Path, truth: dict, work: Path)
         "hota": round(metrics["hota"], 4), "idf1": round(metrics["idf1"], 4), "mota": round(metrics["mota"], 4),
         "id_switches": metrics["id_switches"], "fps": round(len(frames) / seconds, 1),
         "unique_error": _count_error(_distinct_objects(tracked), truth["counts"]["unique"]),
-        "line_error": sum(_count_error(counter.totals()["lines"]["centre"][d], truth["counts"]["lines"]["centre"][d])
+        "line_error": sum(_count_error(counter.totals().to_dict()["lines"]["centre"][d], truth["counts"]["lines"]["centre"][d])
                           for d in ("in", "out")),
     }
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .formats import CountEvent, CountTotals, FrameCounts, LineTotals, ZoneTotals
 from .instances import Instances, overlap
 
 
@@ -99,6 +100,14 @@ def _unique_names(items: Sequence[Line | Zone], kind: str) -> None:
 
 
 @dataclass
+class Tally:
+    """What the overlay shows of the counters: per line (in, out) so far, per zone how many are inside now."""
+
+    lines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    zones: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class _LineState:
     settled: dict[int, int] = field(default_factory=dict)  # track id -> side it has stayed on
     pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # track id -> (new side, frames seen)
@@ -135,11 +144,11 @@ class LineZoneCounter:
     def __bool__(self) -> bool:
         return bool(self.lines or self.zones)
 
-    def update(self, instances: Instances) -> tuple[dict, list[dict]]:
+    def update(self, instances: Instances) -> tuple[FrameCounts, list[CountEvent]]:
         """(counts so far and this frame's zone occupancy, this frame's events)."""
         ids = instances.track_ids if instances.track_ids is not None else np.full(len(instances), -1)
         labels = [self.class_names[c] for c in instances.class_ids]
-        events: list[dict] = []
+        events: list[CountEvent] = []
         if self.lines:
             centroids = instances.centroids
             for line in self.lines:
@@ -148,11 +157,7 @@ class LineZoneCounter:
         for zone in self.zones:
             occupancy[zone.name], zone_events = self._occupy(zone, instances, ids, labels)
             events += zone_events
-        counts = {}
-        if self.lines:
-            counts["lines"] = self._line_totals()
-        if self.zones:
-            counts["zones"] = occupancy
+        counts = FrameCounts(self._line_totals() if self.lines else None, occupancy if self.zones else None)
         return counts, events
 
     def forget(self, alive: set[int]) -> None:
@@ -167,7 +172,7 @@ class LineZoneCounter:
             for track_id in state.inside.keys() - alive:
                 del state.inside[track_id]
 
-    def _cross(self, line: Line, centroids: np.ndarray, ids: np.ndarray, labels: list[str]) -> list[dict]:
+    def _cross(self, line: Line, centroids: np.ndarray, ids: np.ndarray, labels: list[str]) -> list[CountEvent]:
         state, events = self._lines[line.name], []
         for (x, y), track_id, label in zip(centroids, ids.tolist(), labels):
             if track_id < 0 or np.isnan(x):
@@ -192,10 +197,11 @@ class LineZoneCounter:
             if (track_id, direction) not in state.counted:
                 state.counted.add((track_id, direction))
                 state.totals[direction][label] += 1
-                events.append({"type": "line", "name": line.name, "direction": direction, "id": track_id, "label": label})
+                events.append(CountEvent("line", line.name, direction, track_id, label))
         return events
 
-    def _occupy(self, zone: Zone, instances: Instances, ids: np.ndarray, labels: list[str]) -> tuple[dict, list[dict]]:
+    def _occupy(self, zone: Zone, instances: Instances, ids: np.ndarray,
+                labels: list[str]) -> tuple[dict[str, int], list[CountEvent]]:
         state, events = self._zones[zone.name], []
         if state.mask is None or state.mask.shape != (instances.height, instances.width):
             state.mask = zone.mask(instances.height, instances.width)
@@ -212,7 +218,7 @@ class LineZoneCounter:
             if inside != was_inside:
                 direction = "enter" if inside else "exit"
                 state.totals[direction][label] += 1
-                events.append({"type": "zone", "name": zone.name, "direction": direction, "id": track_id, "label": label})
+                events.append(CountEvent("zone", zone.name, direction, track_id, label))
             state.inside[track_id] = inside
         occupancy = +occupancy  # classes with nobody inside are left out
         state.current = sum(occupancy.values())
@@ -220,26 +226,22 @@ class LineZoneCounter:
             state.most[label] = max(state.most[label], n)
         return dict(sorted(occupancy.items())), events
 
-    def _line_totals(self) -> dict:
-        return {name: {d: dict(sorted(c.items())) for d, c in state.totals.items()} for name, state in self._lines.items()}
+    def _line_totals(self) -> dict[str, LineTotals]:
+        return {name: LineTotals(_sorted(state.totals["in"]), _sorted(state.totals["out"]))
+                for name, state in self._lines.items()}
 
-    def totals(self) -> dict:
+    def totals(self) -> CountTotals:
         """For summary.json: per line ``in``/``out`` per class; per zone ``enter``/``exit`` and ``max_occupancy``."""
-        result = {}
-        if self.lines:
-            result["lines"] = self._line_totals()
-        if self.zones:
-            result["zones"] = {
-                name: {**{d: dict(sorted(c.items())) for d, c in state.totals.items()},
-                       "max_occupancy": dict(sorted(state.most.items()))}
-                for name, state in self._zones.items()
-            }
-        return result
+        zones = {name: ZoneTotals(_sorted(state.totals["enter"]), _sorted(state.totals["exit"]), _sorted(state.most))
+                 for name, state in self._zones.items()}
+        return CountTotals(self._line_totals() if self.lines else None, zones if self.zones else None)
 
-    def state(self) -> dict:
+    def state(self) -> Tally:
         """What the overlay shows: lines' in/out totals and zones' current occupancy (all classes)."""
-        return {
-            "lines": {name: (sum(s.totals["in"].values()), sum(s.totals["out"].values())) for name, s in self._lines.items()},
-            "zones": {name: s.current for name, s in self._zones.items()},
-        }
+        return Tally({name: (sum(s.totals["in"].values()), sum(s.totals["out"].values())) for name, s in self._lines.items()},
+                     {name: s.current for name, s in self._zones.items()})
+
+
+def _sorted(counts: Counter) -> dict[str, int]:
+    return dict(sorted(counts.items()))
 

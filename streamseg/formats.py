@@ -1,4 +1,6 @@
-"""The per-frame record: masks as COCO RLE, and the JSONL schema, read and written.
+"""What a run writes, in one place: the JSONL line of each frame and ``summary.json``, and the typed
+records they are made from (count events and totals, the run summary). ``docs/format.md`` maps them
+one to one: each ``to_dict`` below is one table there.
 
 One record per inferred frame::
 
@@ -14,14 +16,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .errors import InputError
 from .instances import Frame, FrameNotes, Instances
+
+if TYPE_CHECKING:  # sources.live stamps outages with iso_utc: a real import would go round in a circle
+    from .sources.base import SourceInfo
 
 
 def encode_masks(instances: Instances) -> list[dict]:
@@ -100,7 +107,7 @@ def frame_record(found: Instances, class_names: Sequence[str], masks: list[dict]
     if notes.source_events:
         record["source_events"] = notes.source_events
     if notes.counts is not None:
-        record["counts"], record["events"] = notes.counts, notes.events
+        record["counts"], record["events"] = notes.counts.to_dict(), [event.to_dict() for event in notes.events]
     return record
 
 
@@ -156,3 +163,163 @@ def read_records(path: str | Path) -> Iterator[dict]:
         if not isinstance(record, dict) or "frame" not in record:
             raise InputError(f"{path}:{number + 1}: not a streamseg frame record")
         yield record
+
+
+# Counting (see streamseg.count): the JSONL's ``counts`` and ``events``, the summary's ``counts``.
+
+
+@dataclass(frozen=True)
+class CountEvent:
+    """A crossing of a line, or an entry into or exit from a zone, by one tracked object."""
+
+    type: str  # "line" or "zone"
+    name: str  # of the line or zone
+    direction: str  # "in" or "out" for a line, "enter" or "exit" for a zone
+    id: int  # the track's
+    label: str
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "name": self.name, "direction": self.direction, "id": self.id, "label": self.label}
+
+
+@dataclass
+class LineTotals:
+    """Distinct tracks that crossed a line each way so far, per class."""
+
+    crossed_in: dict[str, int]
+    crossed_out: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {"in": self.crossed_in, "out": self.crossed_out}
+
+
+@dataclass
+class ZoneTotals:
+    """Entries and exits of a zone so far, and the most instances inside it in any frame, per class."""
+
+    entered: dict[str, int]
+    exited: dict[str, int]
+    max_occupancy: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {"enter": self.entered, "exit": self.exited, "max_occupancy": self.max_occupancy}
+
+
+@dataclass
+class FrameCounts:
+    """One frame's ``counts``: line totals so far and, per zone, the instances inside it now, per class."""
+
+    lines: dict[str, LineTotals] | None = None  # None without lines
+    zones: dict[str, dict[str, int]] | None = None  # None without zones
+
+    def to_dict(self) -> dict:
+        result = {}
+        if self.lines is not None:
+            result["lines"] = {name: totals.to_dict() for name, totals in self.lines.items()}
+        if self.zones is not None:
+            result["zones"] = self.zones
+        return result
+
+
+@dataclass
+class CountTotals:
+    """The run's totals per line and per zone (None where there are none)."""
+
+    lines: dict[str, LineTotals] | None = None
+    zones: dict[str, ZoneTotals] | None = None
+
+    def to_dict(self) -> dict:
+        result = {}
+        if self.lines is not None:
+            result["lines"] = {name: totals.to_dict() for name, totals in self.lines.items()}
+        if self.zones is not None:
+            result["zones"] = {name: totals.to_dict() for name, totals in self.zones.items()}
+        return result
+
+
+# The run summary: summary.json, one dataclass per table row of docs/format.md that has parts.
+
+
+@dataclass
+class SourceSummary:
+    """``source``: what was known of it, the packets skipped as damaged, and the source's own report."""
+
+    info: SourceInfo
+    decode_errors: int
+    report: dict  # FrameSource.report(): a live source's drops and outages; empty for a file
+
+    def to_dict(self) -> dict:
+        return {**self.info.to_dict(), "decode_errors": self.decode_errors, **self.report}
+
+
+@dataclass
+class RunSettings:
+    """``config``: the settings that shaped the run."""
+
+    stride: int
+    max_frames: int | None
+    start: float
+    mode: str
+    batch: int
+    infer_workers: int
+    track: bool
+    duration: float | None
+    tracker: dict | None  # the tracker's thresholds, None with tracking off
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunFigures:
+    """``run``: frames, time, where the time went, latency and memory."""
+
+    frames_decoded: int
+    frames_inferred: int
+    wall_seconds: float
+    fps: float | None
+    stage_seconds: dict[str, float]
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    peak_rss_mb: float
+
+    def to_dict(self) -> dict:
+        return {"frames_decoded": self.frames_decoded, "frames_inferred": self.frames_inferred,
+                "wall_seconds": self.wall_seconds, "fps": self.fps, "stage_seconds": self.stage_seconds,
+                "latency_ms": {"p50": self.latency_p50_ms, "p95": self.latency_p95_ms},
+                "peak_rss_mb": self.peak_rss_mb}
+
+
+@dataclass
+class SummaryCounts:
+    """``counts``: distinct tracks per class, and the line and zone totals."""
+
+    unique: dict[str, int]
+    totals: CountTotals
+
+    def to_dict(self) -> dict:
+        return {"unique": self.unique, **self.totals.to_dict()}
+
+
+@dataclass
+class RunSummary:
+    """What ``summary.json`` holds (``to_dict()``), as a run leaves it on ``Run.summary``."""
+
+    streamseg: str  # the version that wrote it
+    complete: bool
+    reason: str | None  # why the run was cut short
+    stopped_by: str | None  # who ended it on purpose before its source did
+    source: SourceSummary
+    model: dict  # the model's and predictor's own description
+    config: RunSettings
+    run: RunFigures
+    detections: dict[str, int]
+    counts: SummaryCounts | None = None  # None with tracking off
+
+    def to_dict(self) -> dict:
+        result = {"streamseg": self.streamseg, "complete": self.complete, "reason": self.reason,
+                  "stopped_by": self.stopped_by, "source": self.source.to_dict(), "model": self.model,
+                  "config": self.config.to_dict(), "run": self.run.to_dict(), "detections": self.detections}
+        if self.counts is not None:
+            result["counts"] = self.counts.to_dict()
+        return result

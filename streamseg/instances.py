@@ -11,8 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the steps' records, named here only for the notes' types: those modules build on this one
+    from .count import Tally
+    from .formats import CountEvent, FrameCounts
 
 
 @dataclass
@@ -151,9 +156,9 @@ class FrameNotes:
     dropped_before: int = 0  # frames a live source dropped since the previous inferred frame
     source_events: list[dict] = field(default_factory=list)  # outages that ended since then
     trails: dict[int, list] | None = None  # track id -> its recent mask centroids, oldest first
-    tally: dict | None = None  # counters as they stand, for the overlay
-    counts: dict | None = None  # running line totals and this frame's zone occupancy, for the JSONL
-    events: list[dict] | None = None  # crossings, entries and exits in this frame
+    tally: Tally | None = None  # counters as they stand, for the overlay
+    counts: FrameCounts | None = None  # running line totals and this frame's zone occupancy, for the JSONL
+    events: list[CountEvent] | None = None  # crossings, entries and exits in this frame
 
 
 def overlap(crop_a: np.ndarray, box_a: Sequence[int], crop_b: np.ndarray, box_b: Sequence[int]) -> int:

@@ -29,7 +29,9 @@ from . import __version__
 from .config import SegmentConfig, build_config
 from .engine import Predictor
 from .errors import PipelineError, StreamsegError
-from .formats import encode_masks, frame_record
+from .count import Tally
+from .formats import (CountTotals, RunFigures, RunSettings, RunSummary, SourceSummary, SummaryCounts, encode_masks,
+                      frame_record)
 from .instances import Frame, FrameNotes, Instances
 from .models.registry import LoadedModel, load_model
 from .outputs import RunOutputs
@@ -58,7 +60,7 @@ class FrameResult:
     inferred: bool
     record: dict | None = None  # the JSONL record, for inferred frames
     overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
-    tally: dict | None = None  # line and zone counters as they stand at this frame (for the overlay)
+    tally: Tally | None = None  # line and zone counters as they stand at this frame (for the overlay)
     trails: dict[int, list] | None = None  # recent mask centroids of the tracks in view (for the overlay)
     decoded_at: float = 0.0  # perf_counter() when the frame left the decoder
 
@@ -98,16 +100,17 @@ class RunStats:
     def latency_ms(self, percentile: float) -> float | None:
         return round(float(np.percentile(self.latencies, percentile)) * 1000, 2) if self.latencies else None
 
-    def to_dict(self) -> dict:
-        return {
-            "frames_decoded": self.frames_decoded,
-            "frames_inferred": self.frames_inferred,
-            "wall_seconds": round(self.wall_seconds, 3),
-            "fps": round(self.frames_decoded / self.wall_seconds, 2) if self.wall_seconds else None,
-            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "latency_ms": {"p50": self.latency_ms(50), "p95": self.latency_ms(95)},
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        }
+    def figures(self) -> RunFigures:
+        return RunFigures(
+            frames_decoded=self.frames_decoded,
+            frames_inferred=self.frames_inferred,
+            wall_seconds=round(self.wall_seconds, 3),
+            fps=round(self.frames_decoded / self.wall_seconds, 2) if self.wall_seconds else None,
+            stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},
+            latency_p50_ms=self.latency_ms(50),
+            latency_p95_ms=self.latency_ms(95),
+            peak_rss_mb=round(peak_rss_mb(), 1),
+        )
 
 
 def run_name(spec: str | os.PathLike) -> str:
@@ -201,7 +204,7 @@ class Run:
         self.stopped_by: str | None = None
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
         self.stats = RunStats()
-        self.summary: dict | None = None
+        self.summary: RunSummary | None = None
         self._latest: Instances | None = None
         self._notes = FrameNotes()  # the latest inferred frame's
         chain = standard_steps(config.track, config.tracker, config.lines or [], config.zones or [], config.zone_overlap,
@@ -384,32 +387,32 @@ class Run:
         error = error or closing_error
         self.source.close()
         self.stats.wall_seconds = time.perf_counter() - started
-        config = self.segmenter.config
-        self.summary = {
-            "streamseg": __version__,
-            "complete": error is None,
-            "reason": _reason(error),
-            "stopped_by": self.stopped_by,
-            "source": {**self.source.info.to_dict(), "decode_errors": self.source.decode_errors,
-                       **self.source.report()},
-            "model": {**self.segmenter.model.describe(), **self.segmenter.predictor.describe()},
-            "config": {"stride": config.stride, "max_frames": config.max_frames, "start": config.start,
-                       "mode": config.mode, "batch": self.batch_size,
-                       "infer_workers": self.segmenter.infer_workers if config.mode == "async" else 1,
-                       "track": config.track, "duration": config.duration,
-                       "tracker": asdict(config.tracker) if config.track else None},
-            "run": self.stats.to_dict(),
-            "detections": dict(sorted(self.stats.detections.items())),
-        }
-        if self.tracker is not None:
-            names = self.segmenter.model.class_names
-            unique = Counter(names[c] for c in self.tracker.counted_ids.values())
-            self.summary["counts"] = {"unique": dict(sorted(unique.items())),
-                                      **(self.counter.totals() if self.counter is not None else {})}
+        self.summary = self._summary(error)
         if self.outputs is not None:
-            self.outputs.write_summary(self.summary)
+            self.outputs.write_summary(self.summary.to_dict())
         if closing_error is not None and closing_error is error:
             raise closing_error
+
+
+    def _summary(self, error: BaseException | None) -> RunSummary:
+        """The run as it ended: ``summary.json``'s content (see :class:`streamseg.formats.RunSummary`)."""
+        config, segmenter = self.segmenter.config, self.segmenter
+        settings = RunSettings(stride=config.stride, max_frames=config.max_frames, start=config.start, mode=config.mode,
+                               batch=self.batch_size,
+                               infer_workers=segmenter.infer_workers if config.mode == "async" else 1,
+                               track=config.track, duration=config.duration,
+                               tracker=asdict(config.tracker) if config.track else None)
+        counts = None
+        if self.tracker is not None:
+            names = segmenter.model.class_names
+            unique = Counter(names[c] for c in self.tracker.counted_ids.values())
+            counts = SummaryCounts(dict(sorted(unique.items())),
+                                   self.counter.totals() if self.counter is not None else CountTotals())
+        return RunSummary(
+            streamseg=__version__, complete=error is None, reason=_reason(error), stopped_by=self.stopped_by,
+            source=SourceSummary(self.source.info, self.source.decode_errors, self.source.report()),
+            model={**segmenter.model.describe(), **segmenter.predictor.describe()}, config=settings,
+            run=self.stats.figures(), detections=dict(sorted(self.stats.detections.items())), counts=counts)
 
 
 def segment(source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,

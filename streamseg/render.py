@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .count import Line, Zone
+from .count import Line, Tally, Zone
 from .instances import Instances
 
 GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
@@ -99,15 +99,15 @@ class OverlayRenderer:
                 pixels = np.round(np.array(points) * 16).astype(np.int32)
                 cv2.polylines(canvas, [pixels], False, color_for(track_id), max(1, self.thickness - 1), cv2.LINE_AA, 4)
 
-    def draw_counting(self, canvas: np.ndarray, lines: Sequence[Line], zones: Sequence[Zone], tally: dict | None) -> None:
+    def draw_counting(self, canvas: np.ndarray, lines: Sequence[Line], zones: Sequence[Zone], tally: Tally | None) -> None:
         """Draw counting lines (with an arrow pointing to the ``in`` side) and zones, with their counts, in place."""
-        tally = tally or {"lines": {}, "zones": {}}
+        tally = tally or Tally()
         font_scale = float(np.clip(canvas.shape[0] / 720 * 0.6, 0.35, 1.2))
         for zone in zones:
             points = np.round(np.array(zone.points) * 16).astype(np.int32)
             cv2.polylines(canvas, [points], True, COUNTING_COLOR, self.thickness, cv2.LINE_AA, 4)
             anchor = np.array(zone.points).min(axis=0).astype(int)
-            text = f"{zone.name}: {tally['zones'].get(zone.name, 0)} inside"
+            text = f"{zone.name}: {tally.zones.get(zone.name, 0)} inside"
             self._draw_label(canvas, text, (*anchor, *anchor), COUNTING_COLOR, font_scale)
         for line in lines:
             start, end = np.array(line.start), np.array(line.end)
@@ -118,7 +118,7 @@ class OverlayRenderer:
             normal = np.array([-dy, dx]) / np.hypot(dx, dy) * max(12.0, canvas.shape[0] / 30)
             cv2.arrowedLine(canvas, tuple(np.round(middle).astype(int)), tuple(np.round(middle + normal).astype(int)),
                             COUNTING_COLOR, self.thickness, cv2.LINE_AA, tipLength=0.35)
-            crossed_in, crossed_out = tally["lines"].get(line.name, (0, 0))
+            crossed_in, crossed_out = tally.lines.get(line.name, (0, 0))
             anchor = np.round(np.minimum(start, end)).astype(int)
             self._draw_label(canvas, f"{line.name}: in {crossed_in} out {crossed_out}", (*anchor, *anchor),
                              COUNTING_COLOR, font_scale)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .count import LineZoneCounter, parse_lines
 from .errors import InputError
-from .formats import instances_to_record
+from .formats import SummaryCounts, instances_to_record
 from .instances import Frame, Instances
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import FrameSource, SourceInfo
@@ -369,7 +369,7 @@ def write_clip(
             counter.update(gt)
             for track_id, class_id in zip(gt.track_ids.tolist(), gt.class_ids.tolist()):
                 unique.setdefault(CLASS_NAMES[class_id], set()).add(track_id)
-    counts = {"unique": {label: len(ids) for label, ids in sorted(unique.items())}, **counter.totals()}
+    counts = SummaryCounts({label: len(ids) for label, ids in sorted(unique.items())}, counter.totals()).to_dict()
     summary = {"scenario": scenario, "seed": seed, "frames": frames, "objects": objects, "line": line, "counts": counts}
     write_json_atomic(path.with_name(path.stem + ".gt.summary.json"), summary)
     return gt_path

@@ -36,7 +36,7 @@ def run(counter, xs_per_track):
     for index in range(len(next(iter(xs_per_track.values())))):
         objects = [(tid, 1, square(xs[index], 50)) for tid, xs in xs_per_track.items() if xs[index] is not None]
         _, new = counter.update(tracked(index, objects))
-        events += new
+        events += [event.to_dict() for event in new]
     return events
 
 
@@ -57,14 +57,14 @@ def test_a_crossing_counts_once_despite_jitter_on_the_line():
     path = [130, 120, 110, 98, 103, 97, 102, 96, 94, 92, 90, 88, 86, 84]
     events = run(counter, {7: path})
     assert [(e["direction"], e["id"], e["label"]) for e in events] == [("in", 7, "circle")]
-    assert counter.totals()["lines"]["gate"] == {"in": {"circle": 1}, "out": {}}
+    assert counter.totals().to_dict()["lines"]["gate"] == {"in": {"circle": 1}, "out": {}}
 
 
 def test_each_direction_counts_at_most_once_per_track():
     counter = vertical_line(settle=2)
     there_and_back = [120, 110, 90, 80, 80, 110, 120, 120, 80, 70, 70, 120, 130, 130]
     events = run(counter, {1: there_and_back, 2: list(reversed(there_and_back))})
-    totals = counter.totals()["lines"]["gate"]
+    totals = counter.totals().to_dict()["lines"]["gate"]
     assert totals == {"in": {"circle": 2}, "out": {"circle": 2}}
     assert sorted((e["id"], e["direction"]) for e in events) == [(1, "in"), (1, "out"), (2, "in"), (2, "out")]
 
@@ -72,7 +72,7 @@ def test_each_direction_counts_at_most_once_per_track():
 def test_a_short_excursion_over_the_line_is_not_a_crossing():
     counter = vertical_line(settle=3)
     events = run(counter, {3: [110, 105, 95, 96, 104, 110, 115]})
-    assert events == [] and counter.totals()["lines"]["gate"] == {"in": {}, "out": {}}
+    assert events == [] and counter.totals().to_dict()["lines"]["gate"] == {"in": {}, "out": {}}
 
 
 def test_untracked_detections_never_cross():
@@ -89,12 +89,12 @@ def test_zone_occupancy_and_enter_exit():
     occupancy, events = [], []
     for index, x in enumerate(path_1):
         counts, new = counter.update(tracked(index, [(1, 2, square(x, 50)), (2, 3, square(30, 30))]))
-        occupancy.append(counts["zones"]["left"])
-        events += new
+        occupancy.append(counts.to_dict()["zones"]["left"])
+        events += [event.to_dict() for event in new]
     assert [o.get("rectangle", 0) for o in occupancy] == [0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     assert all(o["triangle"] == 1 for o in occupancy)
     assert [(e["id"], e["direction"]) for e in events] == [(2, "enter"), (1, "enter"), (1, "exit")]
-    totals = counter.totals()["zones"]["left"]
+    totals = counter.totals().to_dict()["zones"]["left"]
     assert totals == {"enter": {"rectangle": 1, "triangle": 1}, "exit": {"rectangle": 1},
                       "max_occupancy": {"rectangle": 1, "triangle": 1}}
     json.dumps(totals)  # summary.json takes it as it is
@@ -110,8 +110,8 @@ def test_forgetting_ended_tracks_keeps_totals_and_bounds_state():
         counter.forget({track_id + 1})  # only the next one is alive
     line, zone_state = counter._lines["gate"], counter._zones["left"]
     assert len(line.settled) + len(line.pending) + len(line.counted) + len(zone_state.inside) == 0
-    assert counter.totals()["lines"]["gate"] == {"in": {"circle": 500}, "out": {}}
-    assert counter.totals()["zones"]["left"]["enter"] == {"circle": 500}
+    assert counter.totals().to_dict()["lines"]["gate"] == {"in": {"circle": 500}, "out": {}}
+    assert counter.totals().to_dict()["zones"]["left"]["enter"] == {"circle": 500}
 
 
 def test_a_live_track_keeps_its_state_across_forgetting():

@@ -129,7 +129,7 @@ def test_start_up_gives_the_first_frame_at_once_and_low_latency_keeps_the_start(
 
     threading.Thread(target=serve_again_then_stop, daemon=True).start()
     segmented = len(list(run))
-    source = run.summary["source"]
+    source = run.summary.to_dict()["source"]
     assert len(source["outages"]) == 2 and source["outages"][0]["gap_seconds"]  # reconnected once, then ended
     (connect, reconnect) = source["first_frame_seconds"]
     assert connect < 0.6 and reconnect < 0.6
@@ -169,13 +169,13 @@ def test_low_latency_stays_current_and_complete_keeps_every_frame(tmp_path, serv
     inference = stats.stage_seconds["infer"] / stats.frames_inferred  # measured, slow model included
     assert inference >= SLOW_FORWARD
     assert stats.latency_ms(95) < 2 * inference * 1000
-    assert low.summary["source"]["dropped_frames"] > 0
+    assert low.summary.to_dict()["source"]["dropped_frames"] > 0
     assert sum(r.frame.dropped_before for r in results) + len(results) <= 60
 
     server(60)
     complete = slow_segmenter(shipped, latency="complete").run(server.url, tmp_path / "complete")
     assert [r.frame.index for r in complete] == list(range(60))
-    assert complete.summary["source"]["dropped_frames"] == 0
+    assert complete.summary.to_dict()["source"]["dropped_frames"] == 0
     assert complete.stats.latency_ms(95) > 2 * inference * 1000  # what low latency avoids: the backlog grows
 
 
@@ -228,7 +228,7 @@ def test_camera_through_a_fake_device(tmp_path, shipped, monkeypatch):
     assert camera.index == 0 and camera.settings == {cv2.CAP_PROP_FRAME_WIDTH: 320, cv2.CAP_PROP_FRAME_HEIGHT: 240,
                                                       cv2.CAP_PROP_FPS: 30}
     assert len(FakeCamera.opened) == 2  # unplugged after 20 frames, found again
-    assert run.summary["source"]["container"] == "opencv" and len(run.summary["source"]["outages"]) == 1
+    assert run.summary.to_dict()["source"]["container"] == "opencv" and len(run.summary.to_dict()["source"]["outages"]) == 1
     assert sum(len(r.instances) > 0 for r in results) >= 15
 
 

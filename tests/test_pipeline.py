@@ -165,5 +165,5 @@ def test_a_removed_output_stops_the_run_with_one_clear_error(tmp_path, tiny_chec
                 shutil.rmtree(out) if remove == "directory" else (out / "frames.jsonl").unlink()
                 started = time.monotonic()
     assert time.monotonic() - started < 10  # a never-ending source, stopped within seconds
-    assert str(out) in str(caught.value) and run.summary["complete"] is False
+    assert str(out) in str(caught.value) and run.summary.to_dict()["complete"] is False
     assert (remove == "jsonl") == (out / "summary.json").exists()  # written where there is still a directory

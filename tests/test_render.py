@@ -163,13 +163,13 @@ def test_rejects_bad_options():
 
 
 def test_counting_lines_point_to_their_in_side_and_zones_are_outlined():
-    from streamseg.count import parse_lines, parse_zones
+    from streamseg.count import Tally, parse_lines, parse_zones
 
     canvas = _image(value=0)
     renderer = OverlayRenderer(NAMES)
     lines = parse_lines(["100,20,100,110:gate"])  # the "in" side (sign > 0) is x < 100
     zones = parse_zones(["150,60,190,60,190,110,150,110:dock"])
-    renderer.draw_counting(canvas, lines, zones, {"lines": {"gate": (3, 1)}, "zones": {"dock": 2}})
+    renderer.draw_counting(canvas, lines, zones, Tally(lines={"gate": (3, 1)}, zones={"dock": 2}))
     lit = canvas.max(axis=2) > 0
     assert lit[40:100, 99:102].all()  # the line itself
     assert lit[60:70, 80:98].any() and not lit[60:70, 103:120].any()  # the arrow, on the in side only

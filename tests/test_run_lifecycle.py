@@ -87,8 +87,8 @@ def test_stage_times_do_not_nest(tiny_checkpoint, synth_clip):
 
     run.tracker.update = slow_update
     list(run)
-    seconds = run.summary["run"]["stage_seconds"]
+    seconds = run.summary.to_dict()["run"]["stage_seconds"]
     assert seconds["track"] >= 6 * 0.05
     assert seconds["postprocess"] < 6 * 0.05
-    assert sum(seconds.values()) <= run.summary["run"]["wall_seconds"] + 0.01
+    assert sum(seconds.values()) <= run.summary.to_dict()["run"]["wall_seconds"] + 0.01
 

@@ -60,7 +60,7 @@ def test_openvino_gives_torchs_detections_on_the_demo_clip(tmp_path, shapes):
         config = SegmentConfig(device="cpu", runtime=runtime, max_frames=6, track=False, video=False, json=False)
         run = Segmenter(config, shapes).run(str(DEMO))
         found[runtime] = [result.instances for result in run]
-        assert run.summary["model"]["runtime"] == runtime and run.summary["model"]["precision"] == "fp32"
+        assert run.summary.to_dict()["model"]["runtime"] == runtime and run.summary.to_dict()["model"]["precision"] == "fp32"
     agreement = compare(zip(found["openvino"], found["torch"]))
     assert agreement.identical, agreement
     assert sum(len(f) for f in found["torch"]) >= 20  # the clip's objects, not empty frames agreeing
@@ -176,7 +176,7 @@ def test_auto_falls_back_to_torch_when_openvino_fails_and_the_run_goes_on(tmp_pa
         assert sum(1 for _ in run) == 3
     assert _said(caplog, logging.WARNING) == [
         "tiny cannot run in OpenVINO (Exception from src/frontends/onnx: unsupported operation); running on torch"]
-    assert run.summary["complete"] and run.summary["model"]["runtime"] == "torch"
+    assert run.summary.to_dict()["complete"] and run.summary.to_dict()["model"]["runtime"] == "torch"
     with pytest.raises(ModelError, match="tiny cannot run in OpenVINO"):
         Predictor(load_model(str(tiny_checkpoint), device="cpu"), runtime="openvino")
 

@@ -218,26 +218,8 @@ def segment(
         if window is not None:
             window.close()
     if not quiet:
-        summary = run.summary
-        stats = summary["run"]
-        console.print(
-            f"[green]done[/green]: {stats['frames_decoded']} frames ({stats['frames_inferred']} inferred) "
-            f"in {stats['wall_seconds']:.1f} s, {stats['fps']} fps"
-        )
-        live = summary["source"]
-        if live.get("live"):
-            outages = live["outages"]
-            console.print(f"dropped {live['dropped_frames']} frames to stay current ({live['latency']} latency); "
-                          f"{len(outages)} outage{'s' * (len(outages) != 1)}, latency p50/p95 "
-                          f"{stats['latency_ms']['p50']}/{stats['latency_ms']['p95']} ms")
-        counts = summary.get("counts", {})
-        if "unique" in counts:
-            console.print(f"objects: {_per_class(counts['unique'])}")
-        for name, totals in counts.get("lines", {}).items():
-            console.print(f"line {name}: in {_per_class(totals['in'])}; out {_per_class(totals['out'])}")
-        for name, totals in counts.get("zones", {}).items():
-            console.print(f"zone {name}: entered {_per_class(totals['enter'])}; most inside {_per_class(totals['max_occupancy'])}")
-    damaged = run.summary["source"]["decode_errors"]
+        _report(run.summary)
+    damaged = run.summary.source.decode_errors
     if damaged:  # shown even with --quiet: the output is missing what those packets held
         console.print(f"[yellow]warning[/yellow]: {damaged} damaged packet{'s' * (damaged != 1)} skipped "
                       "(decode_errors in summary.json)")
@@ -267,6 +249,28 @@ def _consume(run, window, quiet: bool) -> None:
                 status = f"{rate}  " + ", ".join(f"{labels.count(n)} {n}" for n in sorted(set(labels)))
                 if not window.show(result.overlay, status):
                     run.stop("q pressed in the window")
+
+
+def _report(summary) -> None:
+    """The lines printed after a run: frames and speed, a live source's drops, the counts."""
+    figures = summary.run
+    console.print(
+        f"[green]done[/green]: {figures.frames_decoded} frames ({figures.frames_inferred} inferred) "
+        f"in {figures.wall_seconds:.1f} s, {figures.fps} fps"
+    )
+    if summary.source.info.live and summary.source.report:
+        live = summary.source.report  # LiveSource.report(): the source's own fields, by their summary names
+        outages = live["outages"]
+        console.print(f"dropped {live['dropped_frames']} frames to stay current ({live['latency']} latency); "
+                      f"{len(outages)} outage{'s' * (len(outages) != 1)}, latency p50/p95 "
+                      f"{figures.latency_p50_ms}/{figures.latency_p95_ms} ms")
+    if summary.counts is None:
+        return
+    console.print(f"objects: {_per_class(summary.counts.unique)}")
+    for name, line in (summary.counts.totals.lines or {}).items():
+        console.print(f"line {name}: in {_per_class(line.crossed_in)}; out {_per_class(line.crossed_out)}")
+    for name, zone in (summary.counts.totals.zones or {}).items():
+        console.print(f"zone {name}: entered {_per_class(zone.entered)}; most inside {_per_class(zone.max_occupancy)}")
 
 
 def _per_class(counts: dict[str, int]) -> str:
