@@ -21,7 +21,8 @@ import numpy as np
 
 from .errors import InputError
 from .formats import CountEvent, CountTotals, FrameCounts, LineTotals, ZoneTotals
-from .instances import Instances, overlap
+from .geometry import SUBPIXEL_BITS, overlap, subpixel
+from .instances import Instances
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Zone:
 
     def mask(self, height: int, width: int) -> np.ndarray:
         canvas = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(canvas, [np.round(np.array(self.points) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+        cv2.fillPoly(canvas, [subpixel(self.points)], 1, cv2.LINE_8, SUBPIXEL_BITS)
         return canvas.astype(bool)
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import synth
 from .errors import InputError
+from .geometry import boxes_from_masks
 from .instances import Instances
 
 ANNOTATIONS_FILE = "annotations.json"
@@ -90,15 +91,6 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"cannot read image {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """Tight xyxy boxes, x2/y2 exclusive, so that box and mask describe the same pixels."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        xs, ys = np.nonzero(mask.any(axis=0))[0], np.nonzero(mask.any(axis=1))[0]
-        boxes[i] = xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
-    return boxes
 
 
 class CocoDataset(Dataset):
@@ -188,7 +180,7 @@ class CocoDataset(Dataset):
         else:
             stacked = np.stack([masks[j] for j in keep])
             gt = Instances.from_masks(
-                boxes=_boxes_from_masks(stacked),
+                boxes=boxes_from_masks(stacked),
                 scores=np.ones(len(keep), np.float32),
                 class_ids=np.array([entry.objects[j].label for j in keep], np.int64),
                 masks=stacked,

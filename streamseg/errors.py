@@ -32,3 +32,20 @@ class PipelineError(StreamsegError):
     """A stage failed while the pipeline was running."""
 
     exit_code = 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line for a message: an OS error's own words (no errno, no file name), else its
+    text, else its type's name (an exception raised with no message)."""
+    return getattr(error, "strerror", None) or str(error) or error.__class__.__name__
+
+
+def ending_reason(error: BaseException | None) -> str | None:
+    """Why a run ended early, for ``summary.json``'s ``reason``: None when it did not."""
+    if error is None:
+        return None
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, GeneratorExit):
+        return "stopped by the caller before the end of the source"
+    return str(error) or error.__class__.__name__

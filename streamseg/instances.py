@@ -7,13 +7,14 @@ kept as crops of their boxes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .geometry import mask_extent
 
 if TYPE_CHECKING:  # the steps' records, named here only for the notes' types: those modules build on this one
     from .count import Tally
@@ -97,7 +98,7 @@ class Instances:
                    frame_index: int = 0, time: float = 0.0, track_ids: np.ndarray | None = None) -> Instances:
         """Instances from full-frame (N, H, W) masks, each cropped to the extent of its pixels."""
         height, width = masks.shape[1:]
-        crop_boxes = np.array([_extent(mask) for mask in masks], np.int64).reshape(-1, 4)
+        crop_boxes = np.array([mask_extent(mask) for mask in masks], np.int64).reshape(-1, 4)
         crops = [mask[y0:y1, x0:x1].copy() for mask, (x0, y0, x1, y1) in zip(masks, crop_boxes.tolist())]
         return cls(boxes, scores, class_ids, crops, crop_boxes, int(height), int(width), frame_index, time, track_ids)
 
@@ -161,17 +162,6 @@ class FrameNotes:
     events: list[CountEvent] | None = None  # crossings, entries and exits in this frame
 
 
-def overlap(crop_a: np.ndarray, box_a: Sequence[int], crop_b: np.ndarray, box_b: Sequence[int]) -> int:
-    """Pixels set in both masks, each given as a crop and its box ``x0, y0, x1, y1`` (frame pixels)."""
-    x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
-    x1, y1 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
-    if x1 <= x0 or y1 <= y0:
-        return 0
-    a = crop_a[y0 - box_a[1]:y1 - box_a[1], x0 - box_a[0]:x1 - box_a[0]]
-    b = crop_b[y0 - box_b[1]:y1 - box_b[1], x0 - box_b[0]:x1 - box_b[0]]
-    return int(np.count_nonzero(a & b))
-
-
 def drop_fragments(instances: Instances, threshold: float) -> Instances:
     """Keep, in order of score, each instance unless more than ``threshold`` of its mask is already
     covered by the masks of kept instances.
@@ -201,11 +191,3 @@ def drop_fragments(instances: Instances, threshold: float) -> Instances:
             claimed |= crop
         keep.append(i)
     return instances.select(np.sort(np.array(keep, np.int64)))
-
-
-def _extent(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The smallest box ``x0, y0, x1, y1`` (exclusive ends) holding every pixel of ``mask``; (0, 0, 0, 0) if empty."""
-    columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
-    if not len(columns):
-        return 0, 0, 0, 0
-    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1

@@ -27,11 +27,19 @@ import torch
 
 from . import __version__
 from .config import SegmentConfig, build_config
-from .engine import Predictor
-from .errors import PipelineError, StreamsegError
 from .count import Tally
-from .formats import (CountTotals, RunFigures, RunSettings, RunSummary, SourceSummary, SummaryCounts, encode_masks,
-                      frame_record)
+from .engine import Predictor
+from .errors import PipelineError, StreamsegError, ending_reason
+from .formats import (
+    CountTotals,
+    RunFigures,
+    RunSettings,
+    RunSummary,
+    SourceSummary,
+    SummaryCounts,
+    encode_masks,
+    frame_record,
+)
 from .instances import Frame, FrameNotes, Instances
 from .models.registry import LoadedModel, load_model
 from .outputs import RunOutputs
@@ -133,16 +141,6 @@ def _reportable(error: BaseException) -> BaseException:
     if isinstance(error, (StreamsegError, KeyboardInterrupt, GeneratorExit)):
         return error
     return PipelineError(f"{error.__class__.__name__}: {error}")
-
-
-def _reason(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(error, GeneratorExit):
-        return "stopped by the caller before the end of the source"
-    return str(error) or error.__class__.__name__
 
 
 class Segmenter:
@@ -409,7 +407,7 @@ class Run:
             counts = SummaryCounts(dict(sorted(unique.items())),
                                    self.counter.totals() if self.counter is not None else CountTotals())
         return RunSummary(
-            streamseg=__version__, complete=error is None, reason=_reason(error), stopped_by=self.stopped_by,
+            streamseg=__version__, complete=error is None, reason=ending_reason(error), stopped_by=self.stopped_by,
             source=SourceSummary(self.source.info, self.source.decode_errors, self.source.report()),
             model={**segmenter.model.describe(), **segmenter.predictor.describe()}, config=settings,
             run=self.stats.figures(), detections=dict(sorted(self.stats.detections.items())), counts=counts)

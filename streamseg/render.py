@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .count import Line, Tally, Zone
+from .geometry import SUBPIXEL_BITS, overlaps_image, pixel_box, subpixel
 from .instances import Instances
 
 GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
@@ -83,9 +84,9 @@ class OverlayRenderer:
         for i in reversed(range(len(instances))):
             self._draw_contour(canvas, instances.crops[i], instances.crop_boxes[i], colors[i])
         for i in reversed(range(len(instances))):
-            if not self._overlaps_image(instances.boxes[i], height, width):
+            if not overlaps_image(instances.boxes[i], height, width):
                 continue  # e.g. a box a tracker has coasted off screen: a label clamped to the edge would mislead
-            x0, y0, x1, y1 = self._pixel_box(instances.boxes[i], height, width)
+            x0, y0, x1, y1 = pixel_box(instances.boxes[i], height, width)
             if self.show_boxes:
                 cv2.rectangle(canvas, (x0, y0), (x1, y1), colors[i], self.thickness, cv2.LINE_AA)
             if self.show_labels:
@@ -96,16 +97,15 @@ class OverlayRenderer:
         """Draw each track's recent path (mask centroids, oldest first) in its colour, in place."""
         for track_id, points in trails.items():
             if len(points) > 1:
-                pixels = np.round(np.array(points) * 16).astype(np.int32)
-                cv2.polylines(canvas, [pixels], False, color_for(track_id), max(1, self.thickness - 1), cv2.LINE_AA, 4)
+                cv2.polylines(canvas, [subpixel(points)], False, color_for(track_id), max(1, self.thickness - 1),
+                              cv2.LINE_AA, SUBPIXEL_BITS)
 
     def draw_counting(self, canvas: np.ndarray, lines: Sequence[Line], zones: Sequence[Zone], tally: Tally | None) -> None:
         """Draw counting lines (with an arrow pointing to the ``in`` side) and zones, with their counts, in place."""
         tally = tally or Tally()
         font_scale = float(np.clip(canvas.shape[0] / 720 * 0.6, 0.35, 1.2))
         for zone in zones:
-            points = np.round(np.array(zone.points) * 16).astype(np.int32)
-            cv2.polylines(canvas, [points], True, COUNTING_COLOR, self.thickness, cv2.LINE_AA, 4)
+            cv2.polylines(canvas, [subpixel(zone.points)], True, COUNTING_COLOR, self.thickness, cv2.LINE_AA, SUBPIXEL_BITS)
             anchor = np.array(zone.points).min(axis=0).astype(int)
             text = f"{zone.name}: {tally.zones.get(zone.name, 0)} inside"
             self._draw_label(canvas, text, (*anchor, *anchor), COUNTING_COLOR, font_scale)
@@ -138,19 +138,6 @@ class OverlayRenderer:
         if instances.track_ids is not None and instances.track_ids[i] >= 0:
             text = f"#{int(instances.track_ids[i])} {text}"
         return text
-
-    @staticmethod
-    def _overlaps_image(box: np.ndarray, height: int, width: int) -> bool:
-        x0, y0, x1, y1 = (float(v) for v in box)
-        return min(x1, width) > max(x0, 0.0) and min(y1, height) > max(y0, 0.0)
-
-    @staticmethod
-    def _pixel_box(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
-        """Integer corners of an xyxy box, clamped to the image (inclusive, as cv2 draws them)."""
-        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-        x0, x1 = min(max(x0, 0), width - 1), min(max(x1 - 1, 0), width - 1)
-        y0, y1 = min(max(y0, 0), height - 1), min(max(y1 - 1, 0), height - 1)
-        return x0, y0, max(x0, x1), max(y0, y1)
 
     def _blend_masks(self, canvas: np.ndarray, instances: Instances, colors: list[tuple[int, int, int]]) -> None:
         """Blend every mask's colour into ``canvas`` in one pass over the union of their crops.

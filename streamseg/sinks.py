@@ -17,7 +17,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
-from .errors import OutputError
+from .errors import OutputError, one_line
 
 # Fragmented MP4: each keyframe starts a fragment written out at once, with no index to finalize at the end.
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
@@ -63,14 +63,14 @@ class VideoWriter:
         try:
             self._container = av.open(str(self.path), "w", format="mp4", options=MP4_OPTIONS)
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: cannot create video ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot create video ({one_line(exc)})") from None
         try:
             self._stream = self._add_stream(crf, preset)
             # Opens the file and the encoder now, so that a bad path or encoder option fails here, not at frame one.
             self._container.start_encoding()
         except (av.error.FFmpegError, OSError) as exc:
             self._container.close()
-            raise OutputError(f"{self.path}: cannot start video ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot start video ({one_line(exc)})") from None
 
     def _add_stream(self, crf: int, preset: str) -> VideoStream:
         stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(100000))
@@ -115,7 +115,7 @@ class VideoWriter:
             try:
                 container.close()
             except (av.error.FFmpegError, OSError) as exc:
-                raise OutputError(f"{self.path}: cannot finish video ({_reason(exc)})") from None
+                raise OutputError(f"{self.path}: cannot finish video ({one_line(exc)})") from None
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -142,7 +142,7 @@ class VideoWriter:
         try:
             self._container.mux(self._stream.encode(frame))
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: cannot write video ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot write video ({one_line(exc)})") from None
 
 
 class JsonlWriter:
@@ -153,7 +153,7 @@ class JsonlWriter:
         try:
             self._file = self.path.open("w", encoding="utf-8")
         except OSError as exc:
-            raise OutputError(f"{self.path}: cannot create ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot create ({one_line(exc)})") from None
 
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"  # before touching the file: a bad record writes nothing
@@ -161,7 +161,7 @@ class JsonlWriter:
             self._file.write(line)
             self._file.flush()
         except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot write ({one_line(exc)})") from None
 
     def close(self) -> None:
         """Safe to call again."""
@@ -170,7 +170,7 @@ class JsonlWriter:
         try:
             self._file.close()
         except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({_reason(exc)})") from None
+            raise OutputError(f"{self.path}: cannot write ({one_line(exc)})") from None
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -189,7 +189,7 @@ def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
         # Created by hand rather than with tempfile, whose 0600 mode the final file would keep; this gets the umask's.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        raise OutputError(f"{path}: cannot write ({one_line(exc)})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
@@ -199,7 +199,7 @@ def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     except BaseException as exc:
         temp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+            raise OutputError(f"{path}: cannot write ({one_line(exc)})") from None
         raise
 
 
@@ -209,7 +209,3 @@ def _pad_to_even(image: np.ndarray) -> np.ndarray:
     if height % 2 == 0 and width % 2 == 0:
         return image
     return np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__

@@ -22,6 +22,7 @@ import numpy as np
 from .count import LineZoneCounter, parse_lines
 from .errors import InputError
 from .formats import SummaryCounts, instances_to_record
+from .geometry import SUBPIXEL, SUBPIXEL_BITS, subpixel
 from .instances import Frame, Instances
 from .sinks import JsonlWriter, VideoWriter, write_json_atomic
 from .sources import FrameSource, SourceInfo
@@ -67,10 +68,10 @@ class Shape:
         canvas = np.zeros((height, width), np.uint8)
         if self.class_id == 1:
             # Draw with subpixel precision so slow objects move smoothly.
-            cv2.circle(canvas, (round(self.x * 16), round(self.y * 16)), round(self.size * 8), 1, -1, cv2.LINE_8, 4)
+            cv2.circle(canvas, (round(self.x * SUBPIXEL), round(self.y * SUBPIXEL)), round(self.size * SUBPIXEL / 2), 1, -1, cv2.LINE_8,
+                       SUBPIXEL_BITS)
         else:
-            pts = np.round(self.polygon() * 16).astype(np.int32)
-            cv2.fillPoly(canvas, [pts], 1, cv2.LINE_8, 4)
+            cv2.fillPoly(canvas, [subpixel(self.polygon())], 1, cv2.LINE_8, SUBPIXEL_BITS)
         return canvas.astype(bool)
 
     def step(self) -> None:

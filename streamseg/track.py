@@ -23,7 +23,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
-from .instances import Instances, overlap
+from .geometry import box_iou_matrix, overlap, to_cxcywh, to_xyxy
+from .instances import Instances
 
 _NO_MATCH = 1e6
 _RATE_WINDOW = 15  # frames over which the time step (the typical frame interval) is averaged
@@ -66,7 +67,7 @@ class KalmanBox:
     POSITION_NOISE, VELOCITY_NOISE = 1 / 20, 1 / 160
 
     def __init__(self, box: np.ndarray):
-        self.x = np.concatenate([_cxcywh(box), np.zeros(4)])
+        self.x = np.concatenate([to_cxcywh(box), np.zeros(4)])
         scale = np.tile(self.x[2:4], 2)
         self.P = np.diag(np.square(np.concatenate([2 * self.POSITION_NOISE * scale, 10 * self.VELOCITY_NOISE * scale])))
 
@@ -109,7 +110,7 @@ class KalmanBox:
         if not filters:
             return
         x, P = np.stack([f.x for f in filters]), np.stack([f.P for f in filters])
-        measured = _cxcywh_all(boxes)
+        measured = to_cxcywh(boxes)
         noise = np.square(cls.POSITION_NOISE * np.tile(measured[:, 2:4], 2))
         innovation_cov = P[:, :4, :4] + noise[:, :, None] * np.eye(4)  # H P H^T + R: H picks the positions
         gain = P[:, :, :4] @ np.linalg.inv(innovation_cov)  # P H^T S^-1
@@ -140,7 +141,7 @@ class KalmanBox:
 
     @property
     def box(self) -> np.ndarray:
-        return _xyxy(self.x[None, :4])[0]
+        return to_xyxy(self.x[None, :4])[0]
 
 
 class TrackState(Enum):
@@ -258,7 +259,7 @@ class Tracker:
 
         def score(tracks: list[Track], candidates: np.ndarray) -> np.ndarray:
             states = np.array([t.kalman.x[:4] for t in tracks])
-            similarity = (1 - mask_weight) * box_iou_matrix(_xyxy(states), found.boxes[candidates])
+            similarity = (1 - mask_weight) * box_iou_matrix(to_xyxy(states), found.boxes[candidates])
             # Each last mask's crop, moved by the motion predicted since it was seen.
             moved = np.round(states[:, :2] - np.array([t.mask_center for t in tracks])).astype(np.int64)
             shifted = np.array([t.mask_box for t in tracks]) + np.tile(moved, 2)
@@ -325,7 +326,7 @@ class Tracker:
     def _start(self, found: Instances, index: int, now: float) -> Track:
         box = found.boxes[index]
         track = Track(0, int(found.class_ids[index]), KalmanBox(box), found.crops[index], found.crop_boxes[index],
-                      _cxcywh(box)[:2], now, _cxcywh(box)[2:], score=float(found.scores[index]))
+                      to_cxcywh(box)[:2], now, to_cxcywh(box)[2:], score=float(found.scores[index]))
         track.vote(track.class_id, track.score)
         return track
 
@@ -340,7 +341,7 @@ class Tracker:
         track.mask, track.mask_box, track.mask_area = found.crops[index], found.crop_boxes[index], int(found.areas[index])
         track.mask_center = track.kalman.x[:2].copy()
         fade = np.exp(-(now - track.last_time) / self.config.lost_seconds)
-        track.full_size = np.maximum(_cxcywh(box)[2:], track.full_size * fade)
+        track.full_size = np.maximum(to_cxcywh(box)[2:], track.full_size * fade)
         track.last_time, track.score = now, float(found.scores[index])
         if track.lost:
             track.state = TrackState.CONFIRMED
@@ -378,33 +379,5 @@ def _match(tracks: list[Track], candidates: np.ndarray, class_ids: np.ndarray, s
 
 def _box_overlap(found: Instances) -> Scorer:
     """Second stage (weak detections): IoU of each track's predicted box with each new box."""
-    return lambda tracks, candidates: box_iou_matrix(_xyxy(np.array([t.kalman.x[:4] for t in tracks])),
+    return lambda tracks, candidates: box_iou_matrix(to_xyxy(np.array([t.kalman.x[:4] for t in tracks])),
                                                      found.boxes[candidates])
-
-
-def _xyxy(states: np.ndarray) -> np.ndarray:
-    """(N, 4) (cx, cy, w, h) as xyxy boxes."""
-    half = states[:, 2:4] / 2
-    return np.concatenate([states[:, :2] - half, states[:, :2] + half], 1)
-
-
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes, in float64."""
-    a, b = a.astype(np.float64)[:, None, :], b.astype(np.float64)[None, :, :]
-    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
-    inter = np.where((width > 0) & (height > 0), width * height, 0.0)
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(inter > 0, inter / union, 0.0)
-
-
-def _cxcywh_all(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy boxes as (cx, cy, w, h), sizes at least 1 pixel, in float64."""
-    boxes = boxes.astype(np.float64)
-    return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)], 1)
-
-
-def _cxcywh(box: np.ndarray) -> np.ndarray:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)])

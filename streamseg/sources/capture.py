@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+from ..errors import one_line
 from .base import METADATA_ERRORS
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
@@ -76,7 +77,7 @@ class StreamCapture:
             self._container = av.open(url, "r", format=format, options=options or {}, timeout=(timeout, timeout),
                                       metadata_errors=METADATA_ERRORS)
         except (av.error.FFmpegError, OSError) as exc:
-            raise ConnectionLost(_reason(exc, timeout)) from None
+            raise ConnectionLost(_why_lost(exc, timeout)) from None
         videos = self._container.streams.video
         if not videos or videos[0].codec_context is None:
             self._container.close()
@@ -101,7 +102,7 @@ class StreamCapture:
         try:
             picture = next(self._pictures, None)
         except av.error.FFmpegError as exc:
-            raise ConnectionLost(_reason(exc, self._timeout)) from None
+            raise ConnectionLost(_why_lost(exc, self._timeout)) from None
         return None if picture is None else picture.to_ndarray(format="rgb24")
 
     def close(self) -> None:
@@ -199,7 +200,7 @@ def is_recording(url: str, timeout: float) -> bool:
     except (av.error.FFmpegError, OSError):
         return False  # let the live source's own opening report it
 
-def _reason(exc: BaseException, timeout: float | None = None) -> str:
-    if isinstance(exc, av.error.ExitError) and timeout is not None:
+def _why_lost(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, av.error.ExitError):
         return f"no data for {timeout:g} s"  # PyAV's timeout interrupts FFmpeg, which calls that an exit
-    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+    return one_line(exc)

@@ -23,7 +23,7 @@ from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..instances import Frame
 from .base import METADATA_ERRORS, FrameSource, SourceInfo
 
@@ -232,7 +232,7 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
         try:
             return av.open("pipe:0", "r", metadata_errors=METADATA_ERRORS), None
         except (av.error.FFmpegError, OSError) as exc:
-            raise InputError(f"standard input: not a video stream FFmpeg can read ({_reason(exc)})") from None
+            raise InputError(f"standard input: not a video stream FFmpeg can read ({one_line(exc)})") from None
     if "://" not in spec:  # a local path: name the common mistakes more plainly than FFmpeg would
         path = Path(spec)
         if not path.exists():
@@ -249,15 +249,15 @@ def _open_container(spec: str) -> tuple[InputContainer, _SequentialFile | None]:
         raise InputError(f"{spec}: no video frames: the file ends before its first one") from None
     except av.error.InvalidDataError as exc:
         if "://" in spec:
-            raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
+            raise InputError(f"{spec}: not a video FFmpeg can open ({one_line(exc)})") from None
         sequential = _SequentialFile(spec)
         try:
             return av.open(sequential, "r", metadata_errors=METADATA_ERRORS), sequential
         except (av.error.FFmpegError, OSError):
             sequential.close()
-            raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
+            raise InputError(f"{spec}: not a video FFmpeg can open ({one_line(exc)})") from None
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"{spec}: not a video FFmpeg can open ({_reason(exc)})") from None
+        raise InputError(f"{spec}: not a video FFmpeg can open ({one_line(exc)})") from None
 
 
 def _video_stream(container: InputContainer, spec: str) -> VideoStream:
@@ -299,7 +299,3 @@ def _describe(spec: str, container: InputContainer, stream: VideoStream, time_ba
         duration=duration,
         time_base=time_base,
     )
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
