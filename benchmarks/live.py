@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamseg.sources.capture import connector
 from streamseg.config import build_config
-from streamseg.sources.live import LiveOptions, LiveSource
 from streamseg.pipeline import Segmenter, segment
+from streamseg.sources.capture import connector
+from streamseg.sources.live import LiveOptions, LiveSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loopback server lives with the tests
 from tests.loopback import free_port, start_server  # noqa: E402

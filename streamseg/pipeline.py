@@ -12,27 +12,20 @@ steps one after another in the caller's thread: the baseline, and the same outpu
 from __future__ import annotations
 
 import os
-import re
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import numpy as np
 import torch
 
 from . import __version__
 from .config import SegmentConfig, build_config
-from .count import Tally
 from .engine import Predictor
 from .errors import PipelineError, StreamsegError, ending_reason
 from .formats import (
     CountTotals,
-    RunFigures,
     RunSettings,
     RunSummary,
     SourceSummary,
@@ -44,96 +37,15 @@ from .instances import Frame, FrameNotes, Instances
 from .models.registry import LoadedModel, load_model
 from .outputs import RunOutputs
 from .render import OverlayRenderer
-from .sources import FrameSource, is_camera, is_live, open_source
+from .results import Batch, FrameResult
+from .runstats import RunStats
+from .sources import FrameSource, open_source
 from .stages import Stage, Stages
 from .steps import Step, standard_steps
-from .system import peak_rss_mb, usable_cpus
+from .system import usable_cpus
 
 QUEUE_SIZE = 2  # batches waiting between two steps
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
-LATENCY_WINDOW = 10_000  # frames whose decode-to-output latency is kept for percentiles
-STAGES = ("decode", "infer", "postprocess", "track", "count", "render", "encode", "write")
-
-
-@dataclass
-class FrameResult:
-    """A decoded frame and the instances that belong to it.
-
-    With ``stride`` > 1, frames between inferences carry the latest inferred instances
-    (``inferred`` is False and ``instances.frame_index`` names the frame they came from).
-    """
-
-    frame: Frame
-    instances: Instances
-    inferred: bool
-    record: dict | None = None  # the JSONL record, for inferred frames
-    overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
-    tally: Tally | None = None  # line and zone counters as they stand at this frame (for the overlay)
-    trails: dict[int, list] | None = None  # recent mask centroids of the tracks in view (for the overlay)
-    decoded_at: float = 0.0  # perf_counter() when the frame left the decoder
-
-
-@dataclass
-class _Batch:
-    frames: list[Frame]
-    infer: list[bool]  # which frames go through the model (``stride``)
-    decoded_at: float
-    found: list[Instances] = field(default_factory=list)  # what the model found in each inferred frame
-    masks: list[list[dict] | None] = field(default_factory=list)  # their masks as RLE, when a record is wanted
-    results: list[FrameResult] = field(default_factory=list)
-
-
-@dataclass
-class RunStats:
-    frames_decoded: int = 0
-    frames_inferred: int = 0
-    wall_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    detections: Counter = field(default_factory=Counter)
-    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """Add the block's seconds to ``stage``: thread-seconds, so several inference workers add up."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - started
-            with self._lock:  # inference workers time the same stage from several threads
-                self.stage_seconds[stage] += elapsed
-
-    def latency_ms(self, percentile: float) -> float | None:
-        return round(float(np.percentile(self.latencies, percentile)) * 1000, 2) if self.latencies else None
-
-    def figures(self) -> RunFigures:
-        return RunFigures(
-            frames_decoded=self.frames_decoded,
-            frames_inferred=self.frames_inferred,
-            wall_seconds=round(self.wall_seconds, 3),
-            fps=round(self.frames_decoded / self.wall_seconds, 2) if self.wall_seconds else None,
-            stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items()},
-            latency_p50_ms=self.latency_ms(50),
-            latency_p95_ms=self.latency_ms(95),
-            peak_rss_mb=round(peak_rss_mb(), 1),
-        )
-
-
-def run_name(spec: str | os.PathLike) -> str:
-    """A folder name for a run of ``spec``: the file's stem, ``cam0``, ``stdin``, or a stream's host and path."""
-    spec = os.fspath(spec)
-    if spec == "-":
-        name = "stdin"
-    elif spec.startswith("cam:") and is_camera(spec):
-        name = "cam" + spec[4:]
-    elif is_live(spec) and "://" in spec:
-        parts = urlsplit(spec)
-        name = "-".join(p for p in (parts.hostname, Path(parts.path).stem) if p)
-    else:
-        name = Path(spec).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stream"
 
 
 def _reportable(error: BaseException) -> BaseException:
@@ -249,7 +161,7 @@ class Run:
 
     # The five steps. Each runs in one thread at a time (infer in one per CUDA stream), in order.
 
-    def _batches(self) -> Iterator[_Batch]:
+    def _batches(self) -> Iterator[Batch]:
         config, stats = self.segmenter.config, self.stats
         frames = iter(self.source)
         size = self.batch_size
@@ -264,11 +176,11 @@ class Run:
                     stats.frames_decoded += 1
             if not batch:
                 return
-            yield _Batch(batch, [f.index % config.stride == 0 for f in batch], time.perf_counter())
+            yield Batch(batch, [f.index % config.stride == 0 for f in batch], time.perf_counter())
             if len(batch) < size:
                 return
 
-    def _infer(self, batch: _Batch) -> _Batch:
+    def _infer(self, batch: Batch) -> Batch:
         """The model's work and what needs no order: runs in every inference worker at once."""
         predictor, stats = self.segmenter.predictor, self.stats
         frames = [f for f, infer in zip(batch.frames, batch.infer) if infer]
@@ -280,7 +192,7 @@ class Run:
             batch.masks = [encode_masks(found) if self.segmenter.config.json else None for found in batch.found]
         return batch
 
-    def _in_order(self, batch: _Batch) -> _Batch:
+    def _in_order(self, batch: Batch) -> Batch:
         """What must see frames in order: the steps (tracking, counting, ...), the JSONL record."""
         found, masks = iter(batch.found), iter(batch.masks)
         for frame, infer in zip(batch.frames, batch.infer):
@@ -311,7 +223,7 @@ class Run:
         with stats.timed("write"):
             return frame_record(found, names, masks, frame, notes)
 
-    def _render(self, batch: _Batch) -> _Batch:
+    def _render(self, batch: Batch) -> Batch:
         if (self.outputs is not None and self.outputs.video is not None) or self.keep_overlays:
             with self.stats.timed("render"):
                 for result in batch.results:
@@ -323,7 +235,7 @@ class Run:
                                                               result.tally)
         return batch
 
-    def _write(self, batch: _Batch) -> _Batch:
+    def _write(self, batch: Batch) -> Batch:
         stats = self.stats
         outputs = self.outputs
         if outputs is not None:
@@ -341,7 +253,7 @@ class Run:
             stats.latencies.append(time.perf_counter() - (result.frame.captured_at or result.decoded_at))
         return batch
 
-    def _steps(self) -> Iterator[_Batch]:
+    def _steps(self) -> Iterator[Batch]:
         batches = self._batches()
         steps = (self._infer, self._in_order, self._render, self._write)
         if self.segmenter.config.mode == "sequential":

@@ -7,13 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from streamseg.sources import live
-from streamseg.sources.capture import ConnectionLost, StreamCapture, is_live, redact
 from streamseg.config import build_config
 from streamseg.errors import InputError
-from streamseg.sources import open_source
+from streamseg.sources import live, open_source, run_name
+from streamseg.sources.capture import ConnectionLost, StreamCapture, is_live, redact
 from streamseg.sources.live import LiveOptions, LiveSource
-from streamseg.pipeline import run_name
 from streamseg.stages import Stage, Stages
 from tests.helpers_video import write_avi
 

@@ -17,13 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from streamseg import window
-from streamseg.sources import capture, live
-from streamseg.sources.capture import ConnectionLost
 from streamseg.cli import app
 from streamseg.config import build_config
 from streamseg.formats import read_records
 from streamseg.pipeline import Segmenter
-from streamseg.sources import VideoSource, open_source
+from streamseg.sources import VideoSource, capture, live, open_source
+from streamseg.sources.capture import ConnectionLost
 from streamseg.synth import World
 from tests.loopback import free_port, start_server
 

@@ -7,9 +7,9 @@ import pytest
 
 from streamseg.config import SegmentConfig
 from streamseg.errors import InputError, OutputError
-from streamseg.sources.live import LiveOptions, LiveSource
 from streamseg.models import load_model
 from streamseg.pipeline import Segmenter
+from streamseg.sources.live import LiveOptions, LiveSource
 
 from .test_live import FakeCapture
 

@@ -12,7 +12,10 @@ Each kind lives in one module:
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from ..errors import InputError
 from .base import LATENCIES, METADATA_ERRORS, FrameSource, Latency, SourceInfo
@@ -22,7 +25,7 @@ from .live import LiveOptions, LiveSource
 
 __all__ = ["LATENCIES", "METADATA_ERRORS", "FrameSource", "Latency", "LiveOptions", "LiveSource", "SourceInfo",
            "SourceSettings", "VideoSource", "is_camera", "is_live", "is_network", "is_recording", "open_source",
-           "redact"]
+           "redact", "run_name"]
 
 
 class SourceSettings(Protocol):
@@ -65,3 +68,18 @@ def open_source(spec: str | os.PathLike, config: SourceSettings | None = None, *
                                         reconnect_max=config.reconnect_max, timeout=config.timeout,
                                         camera_size=config.camera_dimensions(), camera_fps=config.camera_fps,
                                         duration=config.duration))
+
+
+def run_name(spec: str | os.PathLike) -> str:
+    """A folder name for a run of ``spec``: the file's stem, ``cam0``, ``stdin``, or a stream's host and path."""
+    spec = os.fspath(spec)
+    if spec == "-":
+        name = "stdin"
+    elif spec.startswith("cam:") and is_camera(spec):
+        name = "cam" + spec[4:]
+    elif is_live(spec) and "://" in spec:
+        parts = urlsplit(spec)
+        name = "-".join(p for p in (parts.hostname, Path(parts.path).stem) if p)
+    else:
+        name = Path(spec).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stream"
