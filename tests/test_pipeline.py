@@ -14,6 +14,7 @@ from streamseg.count import parse_zones
 from streamseg.errors import OutputError, PipelineError
 from streamseg.formats import read_records, record_to_instances
 from streamseg.models import load_model
+from streamseg import pipeline
 from streamseg.pipeline import Segmenter
 from streamseg.synth import SyntheticSource
 
@@ -80,6 +81,22 @@ def test_results_are_released_behind_the_writer(synth_clip, tiny_checkpoint, tmp
     results = list(run)
     assert all(r.overlay is None for r in results)  # rendered frames are not kept alive by the caller
     assert all(isinstance(r.instances.masks, np.ndarray) for r in results)
+
+
+def test_large_frames_wait_one_batch_per_queue_with_the_same_results(tmp_path, synth_clip, tiny_checkpoint, monkeypatch):
+    sizes = []
+
+    class Recording(pipeline.Stages):
+        def __init__(self, items, stages, queue_size, **options):
+            sizes.append(queue_size)
+            super().__init__(items, stages, queue_size, **options)
+
+    monkeypatch.setattr(pipeline, "Stages", Recording)
+    for name, budget in (("default", pipeline.QUEUED_FRAME_BYTES), ("small", 1 << 20)):
+        monkeypatch.setattr(pipeline, "QUEUED_FRAME_BYTES", budget)
+        list(_segmenter(tiny_checkpoint).run(str(synth_clip), tmp_path / name))
+    assert sizes == [pipeline.QUEUE_SIZE, 1]
+    assert (tmp_path / "small" / "frames.jsonl").read_text() == (tmp_path / "default" / "frames.jsonl").read_text()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
