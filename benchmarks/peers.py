@@ -1,6 +1,6 @@
 """Issue 15: streamseg against Ultralytics YOLO11n-seg on the demo clip, each in a process of its own.
 
-    .venv/bin/pip install ultralytics          # a benchmark dependency, never one of streamseg's
+    .venv/bin/pip install -e ".[bench]"        # Ultralytics: a benchmark dependency, never one of streamseg's
     .venv/bin/python benchmarks/peers.py --rounds 2
 
 What runs, per round, in this order (each in its own process, nothing else on the machine):
