@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/resolutions.py                       # this checkout alone
     .venv/bin/python benchmarks/resolutions.py --baseline ../old     # against another checkout (e.g. a worktree)
     .venv/bin/python benchmarks/resolutions.py --only 1080p-crowd --rounds 2
+    .venv/bin/python benchmarks/resolutions.py --baseline ../old --new-torch   # and this checkout with --runtime torch
 
 Each clip is made once (seeded, under runs/resolutions/); each run is the real command line with
 the shipped model, overlay and JSONL on, in its own process, so its peak resident memory is the
@@ -42,14 +43,14 @@ def make_clip(name: str) -> Path:
     return clip
 
 
-def run_segment(checkout: Path, clip: Path) -> dict:
+def run_segment(checkout: Path, clip: Path, options: tuple[str, ...] = ()) -> dict:
     """One `streamseg segment` of ``clip`` with the code of ``checkout``: the summary's figures and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="streamseg-res-") as scratch:
         out = Path(scratch) / "run"
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         # Run from the scratch folder: `python -m` puts the working directory ahead of PYTHONPATH.
         process = subprocess.Popen([sys.executable, "-m", "streamseg", "segment", str(clip), "--out", str(out),
-                                    "--quiet"], env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                    "--quiet", *options], env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(process.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{checkout}: segment {clip} failed: {process.stderr.read().decode()}")
@@ -65,14 +66,17 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(SCENES), help="these clips only")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path, default=CLIPS / "results.json")
+    parser.add_argument("--new-torch", action="store_true", help="also run this checkout with --runtime torch")
     args = parser.parse_args()
-    checkouts = {"new": ROOT} if args.baseline is None else {"old": args.baseline.resolve(), "new": ROOT}
+    checkouts = {"new": (ROOT, ())} if args.baseline is None else {"old": (args.baseline.resolve(), ()), "new": (ROOT, ())}
+    if args.new_torch:
+        checkouts["new-torch"] = (ROOT, ("--runtime", "torch"))
     results: dict = {}
     for name in args.only or SCENES:
         clip = make_clip(name)
         for round_ in range(args.rounds):
-            for label, checkout in checkouts.items():
-                figures = run_segment(checkout, clip)
+            for label, (checkout, options) in checkouts.items():
+                figures = run_segment(checkout, clip, options)
                 results.setdefault(name, {}).setdefault(label, []).append(figures)
                 print(f"{name:12} round {round_ + 1} {label}: {figures['fps']:6.2f} fps, peak RSS "
                       f"{figures['peak_rss_mb']:7.1f} MB, {figures['detections']} detections", flush=True)

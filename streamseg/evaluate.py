@@ -47,8 +47,8 @@ def evaluate_detections(pred_path: str | Path, gt_path: str | Path) -> dict:
     ``box_ap75``, ``per_class`` ({label: {"mask_ap", "mask_ap50", "mask_ap75", "box_ap", ...,
     "gt_instances", "pred_instances"}}), ``frames``, ``gt_instances``, ``pred_instances``.
     """
-    gt = _frames_by_index(gt_path)
-    pred = _frames_by_index(pred_path)
+    gt = frames_by_index(gt_path)
+    pred = frames_by_index(pred_path)
     if not gt:
         raise InputError(f"{gt_path}: no frame records to evaluate against")
 
@@ -80,7 +80,8 @@ def evaluate_detections(pred_path: str | Path, gt_path: str | Path) -> dict:
     return metrics
 
 
-def _frames_by_index(path: str | Path) -> dict[int, dict]:
+def frames_by_index(path: str | Path) -> dict[int, dict]:
+    """The frame records of ``path`` by frame index; a frame twice is an :class:`InputError`."""
     frames: dict[int, dict] = {}
     for record in read_records(path):
         frame = int(record["frame"])

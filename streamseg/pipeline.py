@@ -45,6 +45,9 @@ from .steps import Step, standard_steps
 from .system import usable_cpus
 
 QUEUE_SIZE = 2  # batches waiting between two steps
+# Frames waiting in all queues together may hold at most this much; past it (4K and up) each queue holds one
+# batch: a 4K frame is 25 MB, with its overlay 50 MB, and two stages more in flight do not make them faster.
+QUEUED_FRAME_BYTES = 256 << 20
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
 
 
@@ -266,7 +269,13 @@ class Run:
         setup = (lambda: torch.set_num_threads(threads)) if threads else None  # per thread: the caller's stays as it was
         stages = [Stage("infer", self._infer, workers=self.segmenter.infer_workers, setup=setup),
                   Stage("in-order", self._in_order), Stage("render", self._render), Stage("write", self._write)]
-        yield from Stages(batches, stages, QUEUE_SIZE, pull=self.low_latency, interrupt=self.source.stop)
+        yield from Stages(batches, stages, self._queue_size(len(stages) + 1), pull=self.low_latency,
+                          interrupt=self.source.stop)
+
+    def _queue_size(self, queues: int) -> int:
+        info = self.source.info
+        batch_bytes = info.width * info.height * 3 * 2 * self.batch_size  # each frame, and its overlay
+        return max(1, min(QUEUE_SIZE, QUEUED_FRAME_BYTES // max(1, batch_bytes * queues)))
 
     def __iter__(self) -> Iterator[FrameResult]:
         """The results, once: a second ``iter()`` continues where the first stopped, as a source does."""

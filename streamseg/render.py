@@ -140,22 +140,29 @@ class OverlayRenderer:
         return text
 
     def _blend_masks(self, canvas: np.ndarray, instances: Instances, colors: list[tuple[int, int, int]]) -> None:
-        """Blend every mask's colour into ``canvas`` in one pass over the union of their crops.
+        """Blend every mask's colour into ``canvas``, each pixel in the colour of the first instance covering it.
 
-        Each pixel gets the colour of the first instance covering it. Rather than painting colours
-        instance by instance (slow boolean indexing), each pixel keeps the highest "rank" covering it
-        (n for the first instance, 1 for the last, 0 for none), and a colour table turns ranks into
-        colours at once.
+        Instances whose boxes overlap are blended together, over the union of their boxes; apart from
+        them, each group alone: a few objects spread over a 4K frame would otherwise make one region of
+        most of the frame.
         """
-        boxes = instances.crop_boxes
+        for group in _overlapping_groups(instances.crop_boxes):
+            self._blend_group(canvas, [instances.crops[i] for i in group], instances.crop_boxes[group],
+                              [colors[i] for i in group])
+
+    def _blend_group(self, canvas: np.ndarray, crops: list[np.ndarray], boxes: np.ndarray,
+                     colors: list[tuple[int, int, int]]) -> None:
+        """One pass over the union of ``boxes``. Rather than painting colours instance by instance (slow
+        boolean indexing), each pixel keeps the highest "rank" covering it (n for the first instance, 1
+        for the last, 0 for none), and a colour table turns ranks into colours at once."""
         left, top = boxes[:, :2].min(axis=0)
         right, bottom = boxes[:, 2:].max(axis=0)
         if bottom <= top or right <= left:
             return
-        count = len(instances)
+        count = len(crops)
         rank_type = np.uint8 if count < 256 else np.uint16
         rank = np.zeros((bottom - top, right - left), rank_type)
-        for i, (crop, (x0, y0, x1, y1)) in enumerate(zip(instances.crops, boxes.tolist())):
+        for i, (crop, (x0, y0, x1, y1)) in enumerate(zip(crops, boxes.tolist())):
             area = rank[y0 - top:y1 - top, x0 - left:x1 - left]
             np.maximum(area, crop.view(np.uint8) * rank_type(count - i), out=area)
         table = np.zeros((max(256, count + 1), 3), np.uint8)
@@ -206,3 +213,17 @@ class OverlayRenderer:
             font_thickness,
             cv2.LINE_AA,
         )
+
+
+def _overlapping_groups(boxes: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``boxes`` (x0, y0, x1, y1) in groups joined by overlap, directly or through others; each
+    group in ascending order, so the first instance stays first."""
+    count = len(boxes)
+    overlaps = ((np.minimum(boxes[:, None, 2], boxes[None, :, 2]) > np.maximum(boxes[:, None, 0], boxes[None, :, 0]))
+                & (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) > np.maximum(boxes[:, None, 1], boxes[None, :, 1])))
+    group = np.arange(count)
+    for i, j in zip(*np.nonzero(np.triu(overlaps, 1))):
+        # join j's group into i's (labels only ever move to smaller indices, so this settles in one pass)
+        old, new = max(group[i], group[j]), min(group[i], group[j])
+        group[group == old] = new
+    return [np.flatnonzero(group == g) for g in np.unique(group)]

@@ -14,6 +14,7 @@ from streamseg.count import parse_zones
 from streamseg.errors import OutputError, PipelineError
 from streamseg.formats import read_records, record_to_instances
 from streamseg.models import load_model
+from streamseg import pipeline
 from streamseg.pipeline import Segmenter
 from streamseg.synth import SyntheticSource
 
@@ -82,6 +83,22 @@ def test_results_are_released_behind_the_writer(synth_clip, tiny_checkpoint, tmp
     assert all(isinstance(r.instances.masks, np.ndarray) for r in results)
 
 
+def test_large_frames_wait_one_batch_per_queue_with_the_same_results(tmp_path, synth_clip, tiny_checkpoint, monkeypatch):
+    sizes = []
+
+    class Recording(pipeline.Stages):
+        def __init__(self, items, stages, queue_size, **options):
+            sizes.append(queue_size)
+            super().__init__(items, stages, queue_size, **options)
+
+    monkeypatch.setattr(pipeline, "Stages", Recording)
+    for name, budget in (("default", pipeline.QUEUED_FRAME_BYTES), ("small", 1 << 20)):
+        monkeypatch.setattr(pipeline, "QUEUED_FRAME_BYTES", budget)
+        list(_segmenter(tiny_checkpoint).run(str(synth_clip), tmp_path / name))
+    assert sizes == [pipeline.QUEUE_SIZE, 1]
+    assert (tmp_path / "small" / "frames.jsonl").read_text() == (tmp_path / "default" / "frames.jsonl").read_text()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_streams_and_batches_keep_every_frame_in_order(tmp_path, synth_clip, tiny_checkpoint):
     config = build_config(model=str(tiny_checkpoint), device="cuda", score_threshold=0.05, batch=3, streams=2)
@@ -90,6 +107,26 @@ def test_cuda_streams_and_batches_keep_every_frame_in_order(tmp_path, synth_clip
     records = [json.loads(line) for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(40))
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["infer_workers"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_with_batches_on_two_streams_finds_what_the_cpu_finds(tmp_path, synth_clip):
+    # The shipped model is sure of what it finds, so fp16 moves masks by a pixel at most; a frame whose
+    # results came from another frame's batch, or were read before its stream finished, would not match.
+    found = {}
+    for device, options in (("cpu", {"runtime": "torch"}), ("cuda", {"batch": 4, "streams": 2})):
+        config = build_config(device=device, track=False, video=False, **options)
+        list(Segmenter(config).run(str(synth_clip), tmp_path / device))
+        found[device] = [record_to_instances(r) for r in read_records(tmp_path / device / "frames.jsonl")]
+    assert [f.frame_index for f in found["cuda"]] == [f.frame_index for f in found["cpu"]] == list(range(40))
+    same, ious = 0, []
+    for cpu, gpu in zip(found["cpu"], found["cuda"]):
+        same += len(cpu) == len(gpu) and sorted(cpu.class_ids) == sorted(gpu.class_ids)
+        for mask in cpu.masks:
+            overlaps = [np.logical_and(mask, other).sum() / np.logical_or(mask, other).sum() for other in gpu.masks]
+            ious.append(max(overlaps, default=0.0))
+    assert same >= 38 and sum(ious) > 0
+    assert np.mean(np.array(ious) >= 0.98) >= 0.95, sorted(ious)[:10]
 
 
 def test_tracking_can_be_switched_off(tmp_path, synth_clip, tiny_checkpoint):

@@ -184,3 +184,22 @@ def test_trails_are_drawn_in_each_tracks_colour():
     assert (np.abs(canvas[20, 30:50].astype(int) - color).sum(axis=1) < 60).all()  # along the first segment
     assert (np.abs(canvas[40:70, 60].astype(int) - color).sum(axis=1) < 60).all()
     assert canvas[45:55, 145:155].max() == 0  # a single point is no path
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_blending_box_groups_apart_paints_what_one_pass_over_all_would(seed):
+    rng = np.random.default_rng(seed)
+    height, width, count = 240, 320, int(rng.integers(1, 12))
+    corners = rng.integers(0, [width - 4, height - 4], (count, 2))
+    sizes = rng.integers(4, 90, (count, 2))
+    boxes = np.concatenate([corners, np.minimum(corners + sizes, [width, height])], 1).astype(np.float32)
+    masks = rng.random((count, height, width)) < 0.7
+    instances = Instances.from_masks(boxes, np.ones(count, np.float32), np.ones(count, np.int64), masks)
+    renderer = OverlayRenderer(["bg", "thing"])
+    image = rng.integers(0, 256, (height, width, 3), np.uint8)
+    colors = [color_for(i) for i in range(count)]
+    grouped, whole = image.copy(), image.copy()
+    renderer._blend_masks(grouped, instances, colors)
+    renderer._blend_group(whole, instances.crops, instances.crop_boxes, colors)
+    assert np.array_equal(grouped, whole)
+    assert not np.array_equal(grouped, image)

@@ -256,3 +256,16 @@ def _moving_bar(index: int) -> np.ndarray:
     image = np.full((48, 64, 3), 40, np.uint8)
     image[:, index % 56 : index % 56 + 8] = 200
     return image
+
+
+def test_gray_levels_come_back_as_written(tmp_path):
+    # The RGB to YUV conversion must use the range the file is marked with: a full-range conversion read back as
+    # limited range would darken 64 to 56.
+    levels = (0, 64, 128, 192, 255)
+    image = np.concatenate([np.full((32, 16, 3), level, np.uint8) for level in levels], axis=1)
+    with VideoWriter(tmp_path / "out.mp4", image.shape[1], 32, Fraction(1, 25), 25) as writer:
+        writer.write(image, 0, 0.0)
+    _, frames = _read(tmp_path / "out.mp4")
+    decoded = frames[0].image.astype(int)
+    for i, level in enumerate(levels):
+        assert np.abs(decoded[8:-8, 16 * i + 4:16 * i + 12] - level).max() <= 3, level

@@ -127,20 +127,26 @@ def evaluate(
     pred: Path = typer.Argument(..., help="Predicted frames.jsonl."),
     gt: Path = typer.Argument(..., help="Ground truth in the same schema (e.g. clip.gt.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    breakdown: bool = typer.Option(False, "--breakdown", help="Also sort every prediction (correct, wrong class, duplicate, poor mask, background) and every missed object (by size, overlapped or alone)."),
 ) -> None:
     """Box and mask AP of PRED against GT (COCO metrics, each frame an image); with track ids in GT, also
     HOTA, DetA, AssA, IDF1, MOTA and ID switches (TrackEval) on masks and boxes, and unique counts."""
+    from ..diagnose import error_breakdown, format_breakdown
     from ..evaluate import evaluate_detections, format_table
     from ..evaluate_tracks import evaluate_tracking, format_tracking_table
 
     metrics = evaluate_detections(pred, gt)
     tracking = evaluate_tracking(pred, gt)
+    errors = error_breakdown(pred, gt) if breakdown else None
     if as_json:
-        print(json.dumps({**metrics, **(tracking or {})}, indent=2))
+        print(json.dumps({**metrics, **(tracking or {}), **({"breakdown": errors.to_dict()} if errors else {})},
+                         indent=2))
         return
     Console().print(format_table(metrics))
     if tracking:
         Console().print(format_tracking_table(tracking))
+    if errors:
+        Console().print(format_breakdown(errors), soft_wrap=True, highlight=False)
 
 
 @app.command("export")

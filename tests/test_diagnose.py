@@ -1,0 +1,64 @@
+"""The error breakdown puts each prediction and each missed object in the bin it belongs to."""
+
+import json
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from streamseg.diagnose import error_breakdown, format_breakdown
+
+H, W = 100, 200
+
+
+def _object(label, x0, y0, x1, y1, score=1.0):
+    mask = np.zeros((H, W), np.uint8, order="F")
+    mask[y0:y1, x0:x1] = 1
+    rle = mask_utils.encode(mask)
+    return {"label": label, "class_id": {"circle": 1, "rectangle": 2, "triangle": 3}[label], "score": score,
+            "box": [x0, y0, x1, y1], "mask": {"size": [H, W], "counts": rle["counts"].decode("ascii")}}
+
+
+def _write(path, frames):
+    path.write_text("".join(json.dumps({"frame": i, "time": i / 30, "width": W, "height": H, "instances": objs}) + "\n"
+                            for i, objs in enumerate(frames)))
+    return path
+
+
+def test_every_prediction_and_miss_lands_in_its_bin(tmp_path):
+    gt = _write(tmp_path / "gt.jsonl", [
+        [_object("circle", 10, 10, 50, 50), _object("rectangle", 100, 10, 150, 60), _object("triangle", 160, 70, 170, 80)],
+        [_object("circle", 10, 10, 50, 50), _object("circle", 45, 40, 60, 55)],
+    ])
+    pred = _write(tmp_path / "pred.jsonl", [
+        [_object("circle", 10, 10, 50, 50, 0.9),      # correct
+         _object("circle", 11, 10, 50, 50, 0.8),      # the same circle again: duplicate
+         _object("circle", 100, 10, 150, 60, 0.7),    # the rectangle, called a circle: wrong class
+         _object("triangle", 60, 70, 90, 95, 0.6)],   # nothing there: background
+        [_object("circle", 10, 10, 30, 30, 0.9)],     # a quarter of the circle: poor mask; both circles missed
+    ])
+    found = error_breakdown(pred, gt)
+    assert found.predictions == {"correct": 1, "wrong_class": 1, "duplicate": 1, "poor_mask": 1, "background": 1}
+    # missed: the 10x10 triangle (alone), and in frame 1 both circles, whose boxes overlap
+    assert found.missed == {"small": 2, "medium": 1, "large": 0, "overlapped": 2, "alone": 1}
+    assert found.confusions == {"rectangle -> circle": 1}
+    assert found.per_class["circle"] == {"true": 3, "predicted": 4, "ratio": 1.333, "missed": 2}
+    assert (found.gt_instances, found.pred_instances) == (5, 5)
+    assert "1 background" in format_breakdown(found)
+
+
+def test_predictions_in_a_frame_without_objects_are_background(tmp_path):
+    gt = _write(tmp_path / "gt.jsonl", [[]])
+    pred = _write(tmp_path / "pred.jsonl", [[_object("circle", 10, 10, 20, 20, 0.9)]])
+    assert error_breakdown(pred, gt).predictions["background"] == 1
+
+
+def test_eval_breakdown_adds_the_bins_to_its_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from streamseg.cli import app
+
+    gt = _write(tmp_path / "gt.jsonl", [[_object("circle", 10, 10, 50, 50)]])
+    pred = _write(tmp_path / "pred.jsonl", [[_object("circle", 10, 10, 50, 50, 0.9), _object("circle", 100, 10, 150, 60, 0.5)]])
+    result = CliRunner().invoke(app, ["eval", str(pred), str(gt), "--breakdown", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["breakdown"]["predictions"]["background"] == 1
