@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -180,3 +182,53 @@ def test_cli_refuses_options_that_do_not_fit(clips, tmp_path, arguments, message
 def test_python_api_is_exported():
     assert streamseg.segment_many is segment_many and streamseg.SourceResult.__name__ == "SourceResult"
     assert [j.name for j in plan_jobs(["a/x.mp4", "b/x.mp4"], "o")] == ["x", "x-2"]
+
+
+# The Ray backend, on a small local Ray.
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_backend_survives_a_killed_worker_and_resume_skips(clips, alone, tiny_checkpoint, tmp_path, local_ray):
+    """Two 1-CPU actors; the longest source's actor is SIGKILLed as its run starts: the source runs again
+    from the start on a new actor, and every output is byte for byte the run of that source alone."""
+    long_clip = clips[0].parent.parent / "long" / "long.mp4"
+    long_clip.parent.mkdir(exist_ok=True)
+    write_clip(long_clip, frames=90, width=160, height=90, seed=5, objects=3)
+    settings = {"model": str(tiny_checkpoint), "video": False, **LOW}
+    with Segmenter(build_config(**settings)).run(long_clip, tmp_path / "alone") as run:
+        for _ in run:
+            pass
+    expected = {**alone, "long": (tmp_path / "alone" / "frames.jsonl").read_bytes()}
+    killed = []
+
+    def kill_first_attempt(progress):
+        if progress.name == "long" and progress.attempt == 1 and not killed:
+            killed.append(progress.worker)
+            os.kill(progress.worker, signal.SIGKILL)
+
+    sources = [str(long_clip), *map(str, clips)]
+    results = list(segment_many(sources, out=tmp_path / "out", backend="ray", workers=2,
+                                on_progress=kill_first_attempt, **settings))
+    assert killed and all(r.status == "complete" for r in results), [(r.name, r.error) for r in results]
+    assert {r.name: r.attempts for r in results}["long"] == 2
+    for result in results:
+        assert (result.out / "frames.jsonl").read_bytes() == expected[result.name]
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["backend"] == "ray" and index["totals"] == {"complete": 4}
+    again = list(segment_many(sources, out=tmp_path / "out", backend="ray", resume=True, **settings))
+    assert [r.status for r in again] == ["skipped"] * 4
+
+
+def test_ray_backend_without_ray_installed_is_one_line(clips, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an import of a package that is not installed does
+    result = CliRunner().invoke(app, ["segment", str(clips[0]), str(clips[1]), "--backend", "ray",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        "streamseg: error: --backend ray needs Ray, which is not installed: pip install 'streamseg[ray]'")
+    assert not (tmp_path / "o").exists()

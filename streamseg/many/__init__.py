@@ -56,10 +56,11 @@ def segment_many(sources: Iterable[str | os.PathLike] | str, out: str | Path = "
     settings_ = config.validate() if config is not None else build_config(**settings)
     jobs = plan_jobs(sources, out)
     root = jobs[0].out.parent
-    _prepare_root(root)
-    todo, done = _resume(jobs, overwrite, resume)
+    check_index_is_ours(root / "index.json")
     engine = _backend(backend, settings_, max_concurrent, ray_address, workers, cpus_per_worker, gpus_per_worker)
     try:
+        _prepare_root(root)  # once the backend is up: a missing Ray or a bad model leaves no folder behind
+        todo, done = _resume(jobs, overwrite, resume)
         index = Index(root, jobs, backend)
         for result in done:
             index.update(result.name, SKIPPED, result)

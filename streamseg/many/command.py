@@ -53,6 +53,10 @@ def run_many(sources: list[str], out: Path | None, overwrite: bool, settings: Se
     options.check()
     out = out or Path("runs")
     jobs = plan_jobs(sources, out)  # the sources' errors (an empty folder, a missing list) before Ray starts
+    if options.backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()  # before the display starts: the error is then the one line on stderr
     results = []
     with ManyDisplay(console, len(jobs), quiet) as display:
         for result in segment_many(
