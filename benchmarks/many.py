@@ -30,12 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streamseg import __version__  # noqa: E402
-from streamseg.config import build_config  # noqa: E402
-from streamseg.many import segment_many  # noqa: E402
-from streamseg.pipeline import Segmenter  # noqa: E402
-from streamseg.synth import write_clip  # noqa: E402
-from streamseg.system import usable_cpus  # noqa: E402
+from streamseg import __version__
+from streamseg.config import build_config
+from streamseg.many import segment_many
+from streamseg.pipeline import Segmenter
+from streamseg.synth import write_clip
+from streamseg.system import usable_cpus
 
 OUT = ROOT / "runs" / "bench" / "many"
 
