@@ -19,6 +19,7 @@ from streamseg.errors import InputError, OutputError
 from streamseg.many import expand_sources, is_collection, plan_jobs, segment_many, unique_names
 from streamseg.pipeline import Segmenter
 from streamseg.synth import write_clip
+from tests.loopback import free_port, start_server
 
 LOW = {"score_threshold": 0.05}  # the tiny test model is untrained: low scores are all it has
 SAFE = re.compile(r"[A-Za-z0-9_-]+")
@@ -147,6 +148,47 @@ def test_files_not_written_by_streamseg_are_never_replaced(clips, tiny_checkpoin
     result, = segment_many([str(clips[0])], out=tmp_path, model=str(tiny_checkpoint), overwrite=True, video=False)
     assert result.status == "failed" and "not a streamseg run" in result.error
     assert (tmp_path / "clip0" / "notes.txt").read_text() == "mine"
+
+
+def test_a_live_stream_runs_beside_queued_files(clips, alone, tiny_checkpoint, tmp_path):
+    """--max-concurrent 1 queues the files one by one; the stream does not wait for them and stays current."""
+    port = free_port()
+    server = start_server(port, 60, width=160, height=120)
+    try:
+        stream = f"tcp://127.0.0.1:{port}"
+        seen = []
+        results = {r.name: r for r in segment_many([*map(str, clips), stream], out=tmp_path, max_concurrent=1,
+                                                   model=str(tiny_checkpoint), video=False, reconnect=False,
+                                                   on_progress=seen.append, **LOW)}
+    finally:
+        server.kill()
+        server.wait()
+    live = results["127_0_0_1-" + str(port)]
+    assert live.status == "complete" and live.summary["source"]["live"] and live.frames >= 10
+    assert live.summary["run"]["latency_ms"]["p95"] < 2000  # generous: a shared 2-core machine
+    first_file_done = next(i for i, p in enumerate(seen) if p.name == "clip0" and p.frames == p.total)
+    assert any(p.name == live.name for p in seen[:first_file_done])  # it started while the first file ran
+    for name in alone:
+        assert results[name].status == "complete"
+        assert (tmp_path / name / "frames.jsonl").read_bytes() == alone[name]
+
+
+def test_interrupted_runs_are_recorded_incomplete(clips, tiny_checkpoint, tmp_path):
+    def interrupt(progress):
+        if progress.frames:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(segment_many([str(clips[0]), str(clips[2])], out=tmp_path, max_concurrent=1, on_progress=interrupt,
+                          model=str(tiny_checkpoint), video=False, **LOW))
+    index = json.loads((tmp_path / "index.json").read_text())
+    statuses = {e["out"]: (e["status"], e["error"]) for e in index["sources"]}
+    assert statuses["clip0"] == ("failed", "interrupted")
+    assert json.loads((tmp_path / "clip0" / "summary.json").read_text())["complete"] is False
+    assert statuses["clip2"][0] == "pending"  # queued, never started
+    again = {r.name: r.status for r in segment_many([str(clips[0]), str(clips[2])], out=tmp_path, resume=True,
+                                                    model=str(tiny_checkpoint), video=False, **LOW)}
+    assert again == {"clip0": "complete", "clip2": "complete"}
 
 
 def test_cli_several_sources_with_a_bad_one_and_a_password(clips, tiny_checkpoint, tmp_path):

@@ -53,6 +53,8 @@ def segment_many(sources: Iterable[str | os.PathLike] | str, out: str | Path = "
         raise InputError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     if max_concurrent < 1 or (workers is not None and workers < 1) or cpus_per_worker < 0 or gpus_per_worker < 0:
         raise InputError("max_concurrent and workers must be at least 1, cpus and gpus per worker not negative")
+    if config is not None and settings:
+        raise InputError(f"pass settings in config or as keywords, not both ({', '.join(sorted(settings))})")
     settings_ = config.validate() if config is not None else build_config(**settings)
     jobs = plan_jobs(sources, out)
     root = jobs[0].out.parent

@@ -23,6 +23,7 @@ class ManyDisplay:
         self.total = self.progress.add_task("all sources", total=sources, info="")
         self.rows: dict[str, TaskID] = {}
         self.frames: dict[str, int] = {}
+        self.finished: set[str] = set()
         self.done_frames = 0
         self.failed = 0
         self.started = time.monotonic()
@@ -35,6 +36,8 @@ class ManyDisplay:
         self.progress.__exit__(*exc_info)
 
     def on_progress(self, update: SourceProgress) -> None:
+        if update.name in self.finished:  # a late report (from a Ray worker that died) of a source that ended
+            return
         row = self.rows.get(update.name)
         if row is None and len(self.rows) < MAX_ROWS:
             row = self.rows[update.name] = self.progress.add_task(update.name, total=update.total, info="")
@@ -45,6 +48,7 @@ class ManyDisplay:
         self._total()
 
     def on_result(self, result: SourceResult) -> None:
+        self.finished.add(result.name)
         row = self.rows.pop(result.name, None)
         if row is not None:
             self.progress.remove_task(row)
