@@ -197,7 +197,7 @@ def test_cli_several_sources_with_a_bad_one_and_a_password(clips, tiny_checkpoin
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["segment", str(clips[0]), f"@{listing}", "--model", str(tiny_checkpoint),
                                       "--out", str(out), "--score-threshold", "0.05", "--no-reconnect",
-                                      "--timeout", "2", "--quiet"])
+                                      "--timeout", "2", "--quiet", "--export", "mot"])
     assert result.exit_code == 1, result.output
     index = (out / "index.json").read_text()
     assert ":pw@" not in index and "pw" not in "".join(p.name for p in out.iterdir())
@@ -205,7 +205,7 @@ def test_cli_several_sources_with_a_bad_one_and_a_password(clips, tiny_checkpoin
     assert entries["127_0_0_1-1-x"]["source"] == "rtsp://u:***@127.0.0.1:1/../../x"
     assert entries["127_0_0_1-1-x"]["status"] == "failed" and entries["127_0_0_1-1-x"]["error"]
     assert entries["clip0"]["status"] == entries["clip2"]["status"] == "complete"
-    assert (out / "clip2" / "overlay.mp4").stat().st_size > 0
+    assert (out / "clip2" / "overlay.mp4").stat().st_size > 0 and (out / "clip2" / "frames.mot.txt").exists()
     assert "failed: 127_0_0_1-1-x:" in result.stderr and "Traceback" not in result.output
 
 
@@ -214,11 +214,13 @@ def test_cli_several_sources_with_a_bad_one_and_a_password(clips, tiny_checkpoin
     (["{clip}", "{clip}", "--show"], "--show shows one source"),
     (["{clip}", "{clip}", "--workers", "2"], "apply to --backend ray"),
     (["{clip}", "{clip}", "--backend", "dask"], "unknown backend"),
+    (["{clip}", "{dir}", "--model", "nosuch"], "unknown model"),  # before any source: no display, no folder
 ])
 def test_cli_refuses_options_that_do_not_fit(clips, tmp_path, arguments, message):
-    result = CliRunner().invoke(app, ["segment", *[a.format(clip=clips[0]) for a in arguments],
+    result = CliRunner().invoke(app, ["segment", *[a.format(clip=clips[0], dir=clips[0].parent) for a in arguments],
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_python_api_is_exported():

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import SegmentConfig
-from ..errors import InputError
+from ..errors import InputError, StreamsegError
 from . import BACKENDS, DEFAULT_MAX_CONCURRENT, FAILED, SKIPPED, plan_jobs, segment_many
 from .display import ManyDisplay
 
@@ -68,7 +68,11 @@ def run_many(sources: list[str], out: Path | None, overwrite: bool, settings: Se
             display.on_result(result)
             if result.status != FAILED and result.status != SKIPPED:
                 for fmt in exports:
-                    export(result.out / "frames.jsonl", fmt)
+                    try:
+                        export(result.out / "frames.jsonl", fmt)
+                    except StreamsegError as exc:  # the run itself is complete; say what is missing, go on
+                        console.print(f"[yellow]warning[/yellow]: {escape(result.name)}: export {fmt}: "
+                                      f"{escape(str(exc))}", soft_wrap=True, highlight=False)
             results.append(result)
     failed = [r for r in results if r.status == FAILED]
     if not quiet:

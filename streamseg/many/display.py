@@ -27,15 +27,25 @@ class ManyDisplay:
         self.done_frames = 0
         self.failed = 0
         self.started = time.monotonic()
+        self.shown = False
 
     def __enter__(self) -> ManyDisplay:
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.progress.__exit__(*exc_info)
+        if self.shown:
+            self.progress.__exit__(*exc_info)
+
+    def _show(self) -> None:
+        """Start drawing at the first news of a source: an error before that (a missing model, no Ray) is then
+        the only line on stderr."""
+        if not self.shown:
+            self.shown = True
+            self.started = time.monotonic()
+            self.progress.__enter__()
 
     def on_progress(self, update: SourceProgress) -> None:
+        self._show()
         if update.name in self.finished:  # a late report (from a Ray worker that died) of a source that ended
             return
         row = self.rows.get(update.name)
@@ -48,6 +58,7 @@ class ManyDisplay:
         self._total()
 
     def on_result(self, result: SourceResult) -> None:
+        self._show()
         self.finished.add(result.name)
         row = self.rows.pop(result.name, None)
         if row is not None:
