@@ -81,6 +81,7 @@ class RayBackend:
         self.actor_class = self.ray.remote(SourceWorker).options(
             num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker, max_restarts=0)
         self.actors: list = []
+        self.opened: set[tuple[str, int]] = set()
 
     def _init(self) -> None:
         address = self.options.address
@@ -135,6 +136,7 @@ class RayBackend:
         idle = [self._start_actor() for _ in range(self.worker_count(len(jobs)))]
         self._check_started(idle)
         running: dict = {}
+        self.opened: set[tuple[str, int]] = set()  # (source, attempt) whose run had made its folder
         try:
             while pending or running:
                 while idle and pending:
@@ -163,8 +165,9 @@ class RayBackend:
             self.ray.kill(actor)
             self.actors.remove(actor)
             idle.append(self._start_actor())
-            if task.attempt < MAX_ATTEMPTS:  # again from the start, replacing its own partial files
-                pending.appendleft(_Task(task.job, True, task.attempt + 1))
+            if task.attempt < MAX_ATTEMPTS:  # again from the start, replacing its own partial files (if it made any)
+                opened = (task.job.name, task.attempt) in self.opened
+                pending.appendleft(_Task(task.job, task.overwrite or opened, task.attempt + 1))
                 return None
             reason = f"its Ray worker died {task.attempt} times; last: {' '.join(str(exc).split())[:160]}"
             return SourceResult(task.job.shown, task.job.name, task.job.out, FAILED, error=reason,
@@ -180,6 +183,7 @@ class RayBackend:
         waiting = self.progress.qsize()
         if waiting:
             for progress in self.progress.get_nowait_batch(waiting):
+                self.opened.add((progress.name, progress.attempt))  # a run reports once its folder is ready
                 report(progress)
 
 
