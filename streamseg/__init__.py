@@ -3,6 +3,8 @@
     import streamseg
     for result in streamseg.segment("clip.mp4", out="runs/clip"):
         print(result.frame.index, result.frame.time, len(result.instances))
+    for result in streamseg.segment_many(["a.mp4", "recordings/"], out="runs/night"):
+        print(result.name, result.status, result.frames)
 """
 
 __version__ = "0.1.0"
@@ -24,6 +26,8 @@ _EXPORTS = {
     "FrameResult": "pipeline",
     "Segmenter": "pipeline",
     "segment": "pipeline",
+    "SourceResult": "many",
+    "segment_many": "many",
 }
 
 
@@ -45,6 +49,8 @@ __all__ = [
     "PipelineError",
     "SegmentConfig",
     "Segmenter",
+    "SourceResult",
     "StreamsegError",
     "segment",
+    "segment_many",
 ]

@@ -14,8 +14,8 @@ from .app import _progress, app, console, reported
 @app.command()
 @reported
 def segment(
-    source: str = typer.Argument(..., help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", rich_help_panel="Outputs", help="Output directory (default: runs/<source name>)."),
+    sources: list[str] = typer.Argument(..., metavar="SOURCE...", help="Video file (any container and codec FFmpeg decodes), '-' for standard input, a camera (cam:0, /dev/video0) or a stream URL (rtsp://, rtmp://, http(s)://, udp://, tcp://, srt://). Several, a folder (its videos), a glob or @list.txt (one source a line): each source's run goes to OUT/<source name>/, with OUT/index.json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", rich_help_panel="Outputs", help="Output directory (default: runs/<source name>; with several sources, runs)."),
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel="Outputs", help="Replace an existing run in --out (its files only; a folder holding anything else is refused)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", rich_help_panel="Outputs", help="TOML file with these options, or a preset's name (default, cpu-fast, accurate, coco-gpu, live-camera); the command line wins."),
     model: Optional[str] = typer.Option(None, "--model", "-m", rich_help_panel="Model", help="Model name (shapes, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or checkpoint path (default: shapes)."),
@@ -52,13 +52,24 @@ def segment(
     camera_fps: Optional[float] = typer.Option(None, "--camera-fps", rich_help_panel="Live sources", help="Frame rate to ask of a camera (default: the camera's)."),
     show: bool = typer.Option(False, "--show", rich_help_panel="Outputs", help="Show the overlay in a window as it is made; q or Esc stops the run cleanly."),
     quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel="Outputs", help="No progress bar or report."),
+    backend: str = typer.Option("local", "--backend", rich_help_panel="Several sources", help="local (this process, one model shared by all sources) or ray (a pool of Ray actors; pip install 'streamseg[ray]')."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", rich_help_panel="Several sources", help="Local backend: files segmented at once; the others queue, live streams all run (default: 2)."),
+    resume: bool = typer.Option(False, "--resume", rich_help_panel="Several sources", help="Skip sources whose summary.json says complete; replace incomplete runs."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", rich_help_panel="Several sources", help="Ray cluster to use: auto, HOST:PORT or ray://HOST:PORT (default: start Ray on this machine)."),
+    workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Several sources", help="Ray actors, each with a loaded model (default: as many as the free CPUs or GPUs allow)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", rich_help_panel="Several sources", help="CPUs reserved per Ray actor (default: 1)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", rich_help_panel="Several sources", help="GPUs per Ray actor, fractions allowed (e.g. 0.25: four actors share a GPU) (default: 0)."),
 ) -> None:
     """Segment every frame of SOURCE; write overlay.mp4, frames.jsonl and summary.json.
+
+    Several SOURCEs (or a folder, glob or @list) run together, each into OUT/<source name>/; OUT/index.json lists
+    them all, and the exit code is 1 if any failed.
 
     Ctrl-C or SIGTERM (and q in the --show window) end the run cleanly: the video is finished and playable, the JSONL complete and the summary written."""
     from ..config import build_config
     from ..errors import InputError
-    from ..export import FORMATS as EXPORT_FORMATS
+    from ..many import is_collection
+    from ..many.command import ManyOptions, run_many
     from ..sources import run_name
 
     settings = build_config(
@@ -95,16 +106,31 @@ def segment(
         camera_size=camera_size,
         camera_fps=camera_fps,
     )
-    out = out or Path("runs") / run_name(source)
-    unknown = sorted(set(export_formats or []) - set(EXPORT_FORMATS))
-    if unknown:
-        raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
-    if export_formats and not settings.json:
-        raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
+    _check_exports(export_formats or [], settings.json)
     if quiet:
         logging.getLogger("streamseg.runtimes").setLevel(logging.ERROR)
+    many = ManyOptions(backend, max_concurrent, resume, ray_address, workers, cpus_per_worker, gpus_per_worker)
+    if len(sources) > 1 or is_collection(sources[0]):
+        if show:
+            raise InputError("--show shows one source; it cannot be combined with several")
+        raise typer.Exit(run_many(sources, out, overwrite, settings, many, export_formats or [], console, quiet))
+    if many.given():
+        raise InputError(f"{', '.join(many.given())}: for several sources (or a folder, glob or @list)")
+    source = sources[0]
+    out = out or Path("runs") / run_name(source)
     run = _run(source, settings, out, overwrite, show, quiet)
     _finish(run, out, export_formats or [], quiet)
+
+
+def _check_exports(export_formats: list[str], json_out: bool) -> None:
+    from ..errors import InputError
+    from ..export import FORMATS as EXPORT_FORMATS
+
+    unknown = sorted(set(export_formats) - set(EXPORT_FORMATS))
+    if unknown:
+        raise InputError(f"unknown export format {', '.join(unknown)} (known: {', '.join(EXPORT_FORMATS)})")
+    if export_formats and not json_out:
+        raise InputError("--export reads frames.jsonl; it cannot be combined with --no-json")
 
 
 def _run(source: str, settings, out: Path, overwrite: bool, show: bool, quiet: bool):
