@@ -58,8 +58,11 @@ def _predictor(variant: str, args, workers: int, cache: Path):
     from streamseg.engine import Predictor
     from streamseg.models import load_model
 
+    import torch
+
     model, weights, runtime, precision = VARIANTS[variant]
     size = args.r50_size if model != "shapes" else None
+    torch.manual_seed(0)  # random weights: the same ones in every variant's process, or agreement means nothing
     return Predictor(load_model(model, weights, "cpu"), inference_size=size, runtime=runtime, precision=precision,
                      workers=workers, cache_dir=cache)
 

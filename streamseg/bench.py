@@ -121,6 +121,44 @@ def _forward_seconds(predictor, batches: list[list[Frame]], workers: int, thread
     return time.perf_counter() - started
 
 
+def _model_pass(predictor, batches: list[list[Frame]]) -> tuple[float, float, list]:
+    """Seconds of forward passes and of postprocessing over ``batches``, one after the other; the instances."""
+    forward_seconds, post_seconds, instances = 0.0, 0.0, []
+    for batch in batches:
+        started = time.perf_counter()
+        raws = predictor.forward(batch)
+        _sync(predictor.model.device)
+        forward_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        instances += [predictor.postprocess(raw, frame) for raw, frame in zip(raws, batch)]
+        post_seconds += time.perf_counter() - started
+    return forward_seconds, post_seconds, instances
+
+
+def _render_pass(segmenter: Segmenter, decoded: list[Frame], instances: list, info: SourceInfo, path: Path) -> float:
+    """Seconds to draw every overlay and encode it into ``path``."""
+    started = time.perf_counter()
+    with VideoWriter(path, info.width, info.height, info.time_base, info.fps) as writer:
+        for frame, found in zip(decoded, instances):
+            writer.write(segmenter.renderer.annotate(frame.image, found), frame.pts, frame.time)
+    return time.perf_counter() - started
+
+
+def _pipeline_run(source: str, config: SegmentConfig, model, out: Path, report: Callable[[str], None]) -> dict:
+    """One whole run of the pipeline in ``config.mode``: its speed, latency, GPU use, memory and stage times."""
+    report(f"pipeline ({config.mode})")
+    run = Segmenter(config, model).run(source, out)
+    with _Sampler(_gpu_busy_reader(model.device)) as busy, _Sampler(_resident_mb) as resident:
+        started = time.perf_counter()
+        done = sum(1 for _ in run)
+        seconds = time.perf_counter() - started
+    return {"fps": _rate(done, seconds), "latency_p50_ms": run.stats.latency_ms(50),
+            "latency_p95_ms": run.stats.latency_ms(95),
+            "gpu_busy_percent": round(sum(busy.samples) / len(busy.samples), 1) if busy.samples else None,
+            "peak_rss_mb": round(max(resident.samples), 1),
+            "stage_seconds": {k: round(v, 3) for k, v in run.stats.stage_seconds.items()}}
+
+
 def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
                   report: Callable[[str], None] = lambda stage: None) -> dict:
     """Measure ``source``'s first ``frames`` frames through each stage and both pipeline modes."""
@@ -140,42 +178,16 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
         torch.cuda.reset_peak_memory_stats(device)
 
     report("model")
-    forward_seconds, post_seconds, instances = 0.0, 0.0, []
-    for batch in batches:
-        started = time.perf_counter()
-        raws = predictor.forward(batch)
-        _sync(device)
-        forward_seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        instances += [predictor.postprocess(raw, frame) for raw, frame in zip(raws, batch)]
-        post_seconds += time.perf_counter() - started
+    forward_seconds, post_seconds, instances = _model_pass(predictor, batches)
     report("forward (async workers)")
     workers_seconds = _forward_seconds(predictor, batches, segmenter.infer_workers, segmenter.threads_per_worker)
-
     report("render + encode")
     with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as scratch:
-        started = time.perf_counter()
-        with VideoWriter(Path(scratch) / "overlay.mp4", info.width, info.height, info.time_base, info.fps) as writer:
-            for frame, found in zip(decoded, instances):
-                writer.write(segmenter.renderer.annotate(frame.image, found), frame.pts, frame.time)
-        render_encode_seconds = time.perf_counter() - started
+        render_encode_seconds = _render_pass(segmenter, decoded, instances, info, Path(scratch) / "overlay.mp4")
         size_of_frames = [decoded[0].image.shape[1], decoded[0].image.shape[0]]
         del decoded, instances, batches  # the pipelines' memory is measured next, without these frames held
-
-        runs = {}
-        for mode in ("sequential", "async"):
-            report(f"pipeline ({mode})")
-            run_segmenter = Segmenter(replace(config, mode=mode, max_frames=count), model)
-            run = run_segmenter.run(source, Path(scratch) / mode)
-            with _Sampler(_gpu_busy_reader(device)) as busy, _Sampler(_resident_mb) as resident:
-                started = time.perf_counter()
-                done = sum(1 for _ in run)
-                seconds = time.perf_counter() - started
-            runs[mode] = {"fps": _rate(done, seconds), "latency_p50_ms": run.stats.latency_ms(50),
-                          "latency_p95_ms": run.stats.latency_ms(95),
-                          "gpu_busy_percent": round(sum(busy.samples) / len(busy.samples), 1) if busy.samples else None,
-                          "peak_rss_mb": round(max(resident.samples), 1),
-                          "stage_seconds": {k: round(v, 3) for k, v in run.stats.stage_seconds.items()}}
+        runs = {mode: _pipeline_run(source, replace(config, mode=mode, max_frames=count), model,
+                                    Path(scratch) / mode, report) for mode in ("sequential", "async")}
 
     model_fps = _rate(count, forward_seconds + post_seconds)
     forward_fps = _rate(count, workers_seconds)

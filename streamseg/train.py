@@ -100,96 +100,112 @@ def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[Trai
     """
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    resume_path = out / "checkpoint.pt"
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
-
-    if settings.data == "synth":
-        dataset, infinite = SynthDataset(settings.seed), False
-        loader = DataLoader(dataset, batch_size=settings.batch, collate_fn=collate, num_workers=settings.workers)
-    else:
-        dataset, infinite = CocoDataset(settings.data), True
-        loader = DataLoader(
-            dataset,
-            batch_size=settings.batch,
-            shuffle=True,
-            collate_fn=collate,
-            num_workers=settings.workers,
-            generator=torch.Generator().manual_seed(settings.seed),
-        )
-    class_names = dataset.class_names
-
-    module, architecture, config = _initial_model(settings, class_names)
-    module.to(device).train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    iteration, elapsed_before = 0, 0.0
+    dataset, loader, infinite = _data(settings)
+    session = _Session(settings, dataset.class_names, device, out)
     if resume:
-        state = load_checkpoint(resume_path)
-        module.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["train_state"]["optimizer"])
-        iteration = int(state["train_state"]["iteration"])
-        elapsed_before = float(state["train_state"]["elapsed"])
-
-    def progress(elapsed: float) -> float:
-        parts = []
-        if settings.iterations:
-            parts.append(iteration / settings.iterations)
-        if settings.minutes:
-            parts.append(elapsed / (settings.minutes * 60))
-        return min(1.0, max(parts))
-
-    def save(final: bool, elapsed: float, last_losses: dict) -> None:
-        meta = {"settings": asdict(settings), "iterations": iteration, "train_seconds": round(elapsed, 1),
-                "final_losses": last_losses}
-        train_state = {"optimizer": optimizer.state_dict(), "iteration": iteration, "elapsed": elapsed}
-        save_checkpoint(resume_path, module, architecture, config, class_names, meta, train_state)
-        if final:
-            save_checkpoint(out / "model.pt", module, architecture, config, class_names, meta, half=True)
-
+        session.restore(out / "checkpoint.pt")
     start = time.perf_counter()
-    last_save, first_iteration = start, iteration
+    last_save, first_iteration = start, session.iteration
     losses: dict[str, float] = {}
     batches = _batches(loader, infinite)
     log = open(out / "log.jsonl", "a" if resume else "w", encoding="utf-8")
     try:
-        while True:
-            elapsed = elapsed_before + time.perf_counter() - start
-            done = progress(elapsed)
-            if done >= 1.0:
-                break
-            warm = min(1.0, (iteration + 1) / settings.warmup) if settings.warmup else 1.0
-            lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, targets = next(batches)
-            images = [i.to(device, non_blocking=True) for i in images]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            loss_dict = module(images, targets)
-            total = sum(loss_dict.values())
-            if not torch.isfinite(total):
-                raise ModelError(f"training diverged at iteration {iteration} (loss {float(total)}); lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 10.0)
-            optimizer.step()
-            iteration += 1
-            losses = {g: sum(loss_dict[k].item() for k in keys if k in loss_dict) for g, keys in LOSS_GROUPS.items()}
-            losses["total"] = total.item()
+        while (done := session.progress(session.elapsed_before + time.perf_counter() - start)) < 1.0:
+            lr = session.learning_rate(done)
+            losses = session.step(*next(batches), lr)
             now = time.perf_counter()
             run_seconds = now - start
-            step = TrainStep(iteration, progress(elapsed_before + run_seconds), lr, losses,
-                             elapsed_before + run_seconds, (iteration - first_iteration) / max(run_seconds, 1e-9))
+            step = TrainStep(session.iteration, session.progress(session.elapsed_before + run_seconds), lr, losses,
+                             session.elapsed_before + run_seconds,
+                             (session.iteration - first_iteration) / max(run_seconds, 1e-9))
             if on_step:
                 on_step(step)
-            if iteration % settings.log_every == 0:
+            if session.iteration % settings.log_every == 0:
                 log.write(json.dumps({**asdict(step), "losses": {k: round(v, 4) for k, v in losses.items()}}) + "\n")
                 log.flush()
             if now - last_save > settings.checkpoint_minutes * 60:
-                save(False, elapsed_before + now - start, losses)
+                session.save(False, session.elapsed_before + now - start, losses)
                 last_save = now
     except KeyboardInterrupt:
         pass  # Ctrl-C: fall through and save what was learned, then let the caller report it
     finally:
         log.close()
-    save(True, elapsed_before + time.perf_counter() - start, losses)
+    session.save(True, session.elapsed_before + time.perf_counter() - start, losses)
     return out / "model.pt"
+
+
+def _data(settings: TrainSettings) -> tuple[SynthDataset | CocoDataset, DataLoader, bool]:
+    """The dataset, its loader, and whether the loader is to be cycled (a folder is; synth never ends)."""
+    if settings.data == "synth":
+        dataset = SynthDataset(settings.seed)
+        return dataset, DataLoader(dataset, batch_size=settings.batch, collate_fn=collate,
+                                   num_workers=settings.workers), False
+    dataset = CocoDataset(settings.data)
+    loader = DataLoader(dataset, batch_size=settings.batch, shuffle=True, collate_fn=collate,
+                        num_workers=settings.workers, generator=torch.Generator().manual_seed(settings.seed))
+    return dataset, loader, True
+
+
+class _Session:
+    """The model being trained, its optimizer and how far it has come; saves and restores all three."""
+
+    def __init__(self, settings: TrainSettings, class_names: tuple[str, ...], device: torch.device, out: Path):
+        self.settings, self.class_names, self.device, self.out = settings, class_names, device, out
+        self.module, self.architecture, self.config = _initial_model(settings, class_names)
+        self.module.to(device).train()
+        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.iteration, self.elapsed_before = 0, 0.0
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        self.module.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["train_state"]["optimizer"])
+        self.iteration = int(state["train_state"]["iteration"])
+        self.elapsed_before = float(state["train_state"]["elapsed"])
+
+    def progress(self, elapsed: float) -> float:
+        """0 to 1: the larger of iterations done and minutes spent, as fractions of what was asked."""
+        parts = []
+        if self.settings.iterations:
+            parts.append(self.iteration / self.settings.iterations)
+        if self.settings.minutes:
+            parts.append(elapsed / (self.settings.minutes * 60))
+        return min(1.0, max(parts))
+
+    def learning_rate(self, done: float) -> float:
+        """Linear warm-up, then a cosine down to 0 at the end."""
+        settings = self.settings
+        warm = min(1.0, (self.iteration + 1) / settings.warmup) if settings.warmup else 1.0
+        return settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+
+    def step(self, images: list[torch.Tensor], targets: list[dict], lr: float) -> dict[str, float]:
+        """One optimizer step at ``lr``; the losses, grouped."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = [i.to(self.device, non_blocking=True) for i in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        loss_dict = self.module(images, targets)
+        total = sum(loss_dict.values())
+        if not torch.isfinite(total):
+            raise ModelError(f"training diverged at iteration {self.iteration} (loss {float(total)}); lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), 10.0)
+        self.optimizer.step()
+        self.iteration += 1
+        losses = {g: sum(loss_dict[k].item() for k in keys if k in loss_dict) for g, keys in LOSS_GROUPS.items()}
+        losses["total"] = total.item()
+        return losses
+
+    def save(self, final: bool, elapsed: float, last_losses: dict) -> None:
+        settings = self.settings
+        meta = {"settings": asdict(settings), "iterations": self.iteration, "train_seconds": round(elapsed, 1),
+                "final_losses": last_losses}
+        train_state = {"optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "elapsed": elapsed}
+        save_checkpoint(self.out / "checkpoint.pt", self.module, self.architecture, self.config, self.class_names,
+                        meta, train_state)
+        if final:
+            save_checkpoint(self.out / "model.pt", self.module, self.architecture, self.config, self.class_names,
+                            meta, half=True)

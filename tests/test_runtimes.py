@@ -90,6 +90,20 @@ def test_a_batch_runs_frame_by_frame(tiny_checkpoint):
     assert compare(zip(together, [predictor.predict([f])[0] for f in frames])).identical
 
 
+def test_each_frame_size_gets_a_static_graph_up_to_a_limit_with_the_same_detections(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(openvino_runtime, "STATIC_SHAPES", 2)
+    model = load_model(str(tiny_checkpoint), device="cpu")
+    predictor = Predictor(model, score_threshold=LOW, runtime="openvino")
+    reference = Predictor(model, score_threshold=LOW, runtime="torch")
+    frames = [_frame(96, 160, 0), _frame(96, 160, 1), _frame(120, 90, 2), _frame(64, 200, 3)]
+    found = [predictor.predict([frame])[0] for frame in frames]
+    assert compare(zip(found, [reference.predict([frame])[0] for frame in frames])).identical
+    assert sum(len(f) for f in found) > 0
+    static = predictor.runtime._by_shape
+    assert sorted(static) == [(96, 160, 3), (120, 90, 3)]  # the third size runs in the dynamic graph
+    assert all(compiled.inputs[0].get_partial_shape().is_static for compiled in static.values())
+
+
 def test_the_cache_is_built_once_then_used(tmp_path, tiny_checkpoint, caplog, monkeypatch):
     model = load_model(str(tiny_checkpoint), device="cpu")
     with caplog.at_level(logging.INFO, "streamseg.runtimes"):
