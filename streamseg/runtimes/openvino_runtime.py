@@ -124,6 +124,7 @@ class OpenVinoRuntime:
         }
         self.compiled = self.core.compile_model(self.entry / IR_FILES[0], "CPU", self._settings)
         self._by_shape: dict[tuple[int, ...], openvino.CompiledModel] = {}
+        self._started: set[tuple[int, ...]] = set()  # shapes whose static graph is compiled or compiling
         self._compiling = threading.Lock()
         # OpenVINO's Python binding builds its table of element types on first use, inside a C++ static
         # initialiser that waits for the GIL: two inference threads making their first call at once
@@ -182,19 +183,25 @@ class OpenVinoRuntime:
             shutil.rmtree(partial, ignore_errors=True)
 
     def _compiled_for(self, shape: tuple[int, ...]) -> openvino.CompiledModel:
-        """The graph compiled for frames of ``shape`` alone, made on first use (OpenVINO caches the
-        compiled blob on disk too); the dynamic graph once there are more shapes than STATIC_SHAPES."""
+        """The graph compiled for frames of ``shape`` alone once it is ready, the dynamic graph until then.
+
+        The static graph is compiled in a thread of its own on the first frame of a new shape (up to
+        STATIC_SHAPES shapes): compiling takes a fraction of a second that a live stream's first frames
+        must not wait for, and both graphs give the same detections.
+        """
         compiled = self._by_shape.get(shape)
         if compiled is not None:
             return compiled
         with self._compiling:
-            if shape not in self._by_shape:
-                if len(self._by_shape) >= STATIC_SHAPES:
-                    return self.compiled
-                static = self.core.read_model(self.entry / IR_FILES[0])
-                static.reshape({0: list(shape)})
-                self._by_shape[shape] = self.core.compile_model(static, "CPU", self._settings)
-            return self._by_shape[shape]
+            if shape not in self._started and len(self._started) < STATIC_SHAPES:
+                self._started.add(shape)
+                threading.Thread(target=self._compile_static, args=(shape,), name="openvino-compile").start()
+        return self.compiled
+
+    def _compile_static(self, shape: tuple[int, ...]) -> None:
+        static = self.core.read_model(self.entry / IR_FILES[0])
+        static.reshape({0: list(shape)})
+        self._by_shape[shape] = self.core.compile_model(static, "CPU", self._settings)
 
     def _request(self, shape: tuple[int, ...]) -> openvino.InferRequest:
         """This thread's infer request for frames of ``shape``."""
