@@ -63,8 +63,10 @@ def _predictor(variant: str, args, workers: int, cache: Path):
     model, weights, runtime, precision = VARIANTS[variant]
     size = args.r50_size if model != "shapes" else None
     torch.manual_seed(0)  # random weights: the same ones in every variant's process, or agreement means nothing
-    return Predictor(load_model(model, weights, "cpu"), inference_size=size, runtime=runtime, precision=precision,
-                     workers=workers, cache_dir=cache)
+    predictor = Predictor(load_model(model, weights, "cpu"), inference_size=size, runtime=runtime,
+                          precision=precision, workers=workers, cache_dir=cache)
+    predictor.prepare(360, 640)  # as a run of the demo clip does (OpenVINO: a graph for that size)
+    return predictor
 
 
 def _pipeline_ms(predictor, frames, workers: int, threads: int) -> float:

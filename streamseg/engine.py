@@ -112,6 +112,14 @@ class Predictor:
                 raw.boxes = raw.boxes * raw.boxes.new_tensor([width / w, height / h] * 2)
         return raws
 
+    def prepare(self, height: int, width: int) -> None:
+        """Get ready for frames of this size (a file's): a runtime that can (OpenVINO) compiles its graph
+        for the size the model will see them at."""
+        prepare = getattr(self.runtime, "prepare", None)
+        if prepare is not None:
+            small = self.graph.input_shape(height, width)
+            prepare((*small, 3) if not self.cuda and small[0] < height else (height, width, 3))
+
     def _shrink(self, image: np.ndarray) -> np.ndarray:
         """``image`` resized to the size the graph would resize it to, when that is smaller."""
         height, width = image.shape[:2]

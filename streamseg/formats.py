@@ -1,22 +1,14 @@
-"""What a run writes, in one place: the JSONL line of each frame and ``summary.json``, and the typed
-records they are made from (count events and totals, the run summary). ``docs/format.md`` maps them
-one to one: each ``to_dict`` below is one table there.
-
-One record per inferred frame::
-
-    {"frame": 12, "time": 0.4004, "width": 640, "height": 360,
-     "instances": [{"id": null, "label": "circle", "class_id": 1, "score": 0.973,
-                    "box": [x1, y1, x2, y2], "area": 1234,
-                    "mask": {"size": [360, 640], "counts": "<compressed RLE>"}}]}
-
-Later stages add keys (``counts``, ``events``, ``wall_time``); readers ignore keys they do not know.
+"""What a run writes, in one place: the JSONL line of each frame (:class:`FrameRecord`) and ``summary.json``
+(:class:`RunSummary`), and the typed records they are made from (instances, count events and totals,
+the run summary). ``docs/format.md`` maps them one to one: each ``to_dict`` below is one table there.
+Readers of the JSONL ignore keys they do not know.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +20,7 @@ from .errors import InputError
 from .instances import Frame, FrameNotes, Instances
 
 if TYPE_CHECKING:  # sources.live stamps outages with iso_utc: a real import would go round in a circle
-    from .sources.base import SourceInfo
+    from .sources.base import LiveReport, SourceInfo
 
 
 def encode_masks(instances: Instances) -> list[dict]:
@@ -68,46 +60,78 @@ def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
     return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
+@dataclass
+class InstanceRecord:
+    """One instance of a frame's JSONL line (docs/format.md, "instances")."""
+
+    id: int | None  # the track id; null without tracking or before a track is confirmed
+    label: str
+    class_id: int
+    score: float
+    box: list[float]  # x1, y1, x2, y2 in frame pixels
+    area: int  # mask pixels
+    mask: dict  # COCO compressed RLE of the full frame
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
+class FrameRecord:
+    """One inferred frame's JSONL line (docs/format.md, "frames.jsonl"): its instances, then what the
+    source (a live source's clock and drops, outages) and the steps (counts, count events) noted."""
+
+    frame: int
+    time: float
+    width: int
+    height: int
+    instances: list[InstanceRecord]
+    wall_time: str | None = None
+    dropped_before: int | None = None
+    source_events: list[dict] = field(default_factory=list)
+    counts: FrameCounts | None = None
+    events: list[CountEvent] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, inst: Instances, class_names: Sequence[str], rles: list[dict] | None = None) -> FrameRecord:
+        """The record of one frame's instances (``rles``: their masks, if already encoded)."""
+        rles = encode_masks(inst) if rles is None else rles
+        areas, ids = inst.areas, inst.track_ids
+        objects = []
+        for i in range(len(inst)):
+            class_id = int(inst.class_ids[i])
+            objects.append(InstanceRecord(
+                None if ids is None or ids[i] < 0 else int(ids[i]),
+                class_names[class_id] if class_id < len(class_names) else str(class_id), class_id,
+                round(float(inst.scores[i]), 4), [round(float(v), 2) for v in inst.boxes[i]], int(areas[i]), rles[i]))
+        return cls(int(inst.frame_index), round(float(inst.time), 6), inst.width, inst.height, objects)
+
+    def to_dict(self) -> dict:
+        record = {"frame": self.frame, "time": self.time, "width": self.width, "height": self.height,
+                  "instances": [instance.to_dict() for instance in self.instances]}
+        if self.wall_time is not None:
+            record["wall_time"], record["dropped_before"] = self.wall_time, self.dropped_before
+        if self.source_events:
+            record["source_events"] = self.source_events
+        if self.counts is not None:
+            record["counts"], record["events"] = self.counts.to_dict(), [event.to_dict() for event in self.events]
+        return record
+
+
 def instances_to_record(inst: Instances, class_names: Sequence[str], rles: list[dict] | None = None) -> dict:
-    """The JSONL record of one frame's instances (``rles``: their masks, if already encoded)."""
-    rles = encode_masks(inst) if rles is None else rles
-    areas = inst.areas
-    ids = inst.track_ids
-    objects = []
-    for i in range(len(inst)):
-        class_id = int(inst.class_ids[i])
-        track_id = None if ids is None or ids[i] < 0 else int(ids[i])
-        objects.append(
-            {
-                "id": track_id,
-                "label": class_names[class_id] if class_id < len(class_names) else str(class_id),
-                "class_id": class_id,
-                "score": round(float(inst.scores[i]), 4),
-                "box": [round(float(v), 2) for v in inst.boxes[i]],
-                "area": int(areas[i]),
-                "mask": rles[i],
-            }
-        )
-    return {
-        "frame": int(inst.frame_index),
-        "time": round(float(inst.time), 6),
-        "width": inst.width,
-        "height": inst.height,
-        "instances": objects,
-    }
+    """The JSONL record of one frame's instances, as a dict (``rles``: their masks, if already encoded)."""
+    return FrameRecord.of(inst, class_names, rles).to_dict()
 
 
 def frame_record(found: Instances, class_names: Sequence[str], masks: list[dict], frame: Frame,
-                 notes: FrameNotes) -> dict:
+                 notes: FrameNotes) -> FrameRecord:
     """The whole JSONL line of an inferred frame: its instances, then what the source and steps noted."""
-    record = instances_to_record(found, class_names, masks)
+    record = FrameRecord.of(found, class_names, masks)
     if frame.wall_time is not None:  # a live source: real time, and what was dropped to stay current
-        record["wall_time"] = iso_utc(frame.wall_time)
-        record["dropped_before"] = notes.dropped_before
-    if notes.source_events:
-        record["source_events"] = notes.source_events
+        record.wall_time, record.dropped_before = iso_utc(frame.wall_time), notes.dropped_before
+    record.source_events = list(notes.source_events)
     if notes.counts is not None:
-        record["counts"], record["events"] = notes.counts.to_dict(), [event.to_dict() for event in notes.events]
+        record.counts, record.events = notes.counts, list(notes.events)
     return record
 
 
@@ -246,10 +270,11 @@ class SourceSummary:
 
     info: SourceInfo
     decode_errors: int
-    report: dict  # FrameSource.report(): a live source's drops and outages; empty for a file
+    report: LiveReport | None  # FrameSource.report(): a live source's drops and outages; none for a file
 
     def to_dict(self) -> dict:
-        return {**self.info.to_dict(), "decode_errors": self.decode_errors, **self.report}
+        return {**self.info.to_dict(), "decode_errors": self.decode_errors,
+                **(self.report.to_dict() if self.report is not None else {})}
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .engine import Predictor
 from .errors import PipelineError, StreamsegError, ending_reason
 from .formats import (
     CountTotals,
+    FrameRecord,
     RunSettings,
     RunSummary,
     SourceSummary,
@@ -114,6 +115,8 @@ class Run:
         # Low latency: one frame per pass, taken from the source only when a worker is free to start on it.
         self.low_latency = self.source.latency == "low"
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
+        if not self.source.info.live and self.source.info.width > 0:  # a live source's first frames cannot wait
+            segmenter.predictor.prepare(self.source.info.height, self.source.info.width)
         self.stopped_by: str | None = None
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
         self.stats = RunStats()
@@ -208,7 +211,7 @@ class Run:
         batch.found, batch.masks = [], []
         return batch
 
-    def _analyse(self, found: Instances, masks: list[dict] | None, frame: Frame) -> dict | None:
+    def _analyse(self, found: Instances, masks: list[dict] | None, frame: Frame) -> FrameRecord | None:
         """One inferred frame through the steps; returns its JSONL record (None without JSON).
 
         Each step is timed under its own stage, none inside another, so the stage times add up.
@@ -251,7 +254,7 @@ class Run:
                     result.overlay = None  # not kept alive by a caller holding results
             if outputs is not None and outputs.jsonl is not None and result.record is not None:
                 with stats.timed("write"):
-                    outputs.write_record(result.record)
+                    outputs.write_record(result.record.to_dict())
             # From when the frame arrived (a live source stamps that) or else left the decoder.
             stats.latencies.append(time.perf_counter() - (result.frame.captured_at or result.decoded_at))
         return batch

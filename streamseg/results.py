@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .count import Tally
+from .formats import FrameRecord
 from .instances import Frame, Instances
 
 
@@ -21,7 +22,7 @@ class FrameResult:
     frame: Frame
     instances: Instances
     inferred: bool
-    record: dict | None = None  # the JSONL record, for inferred frames
+    record: FrameRecord | None = None  # the JSONL line, for inferred frames
     overlay: np.ndarray | None = None  # the rendered frame, when the run writes a video
     tally: Tally | None = None  # line and zone counters as they stand at this frame (for the overlay)
     trails: dict[int, list] | None = None  # recent mask centroids of the tracks in view (for the overlay)

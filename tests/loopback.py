@@ -98,7 +98,7 @@ def start_server(port: int, frames: int, fps: float = 30.0, width: int = 320, he
     """The server as a child process, listening on ``port`` once this returns."""
     process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(port), "--frames", str(frames),
                                 "--fps", str(fps), "--size", f"{width}x{height}", "--seed", str(seed),
-                                *(["--stall"] if stall else [])], stdout=subprocess.PIPE, text=True)
+                                *(["--stall"] if stall else [])], stdout=subprocess.PIPE, text=True, encoding="utf-8")
     if process.stdout.readline() != "listening\n":  # nothing: it failed before listening
         process.kill()
         raise RuntimeError(f"loopback server did not start listening (exit code {process.wait()})")

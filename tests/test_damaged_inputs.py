@@ -114,7 +114,7 @@ def variants(tmp_path_factory) -> list[Path]:
 
 def test_every_damaged_variant_ends_cleanly(tmp_path, variants, tiny_checkpoint):
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tiny_checkpoint), str(tmp_path), *map(str, variants)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     try:
         stdout, stderr = runner.communicate(timeout=300)
     except subprocess.TimeoutExpired:

@@ -21,7 +21,7 @@ from tests.helpers_video import index_of, picture, write_avi
 
 def run_cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "streamseg", "segment", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, encoding="utf-8", timeout=timeout)
 
 
 @pytest.mark.parametrize("suffix", ["mp4", "mkv", "avi"])

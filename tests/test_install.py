@@ -51,7 +51,7 @@ PRESETS = sorted(p.stem for p in (REPO / "configs").glob("*.toml"))
 def _run(*command, cwd=None) -> str:
     # PYTHONPATH (the checkout, in some setups) would shadow the installed package.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 

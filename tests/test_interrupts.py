@@ -25,7 +25,7 @@ def long_clip(tmp_path_factory):
 def start_run(clip, checkpoint, out):
     command = [sys.executable, "-m", "streamseg", "segment", str(clip), "--model", str(checkpoint), "--out", str(out),
                "--score-threshold", "0.05", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     jsonl, deadline = out / "frames.jsonl", time.monotonic() + 120
     # Signal once the run is really under way: some lines written, the video started.
     while time.monotonic() < deadline and process.poll() is None:
@@ -77,7 +77,7 @@ def test_sigint_ends_a_run_started_in_the_background_of_a_script(tmp_path, long_
     command = " ".join([sys.executable, "-m", "streamseg", "segment", str(long_clip), "--model", str(tiny_checkpoint),
                         "--out", str(out), "--score-threshold", "0.05", "--quiet"])
     script = subprocess.Popen(["bash", "-c", f"{command} 2>{tmp_path / 'stderr'} & echo $!; wait $!; echo exit $?"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, encoding="utf-8")
     pid = int(script.stdout.readline())
     jsonl, deadline = out / "frames.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 30):

@@ -99,7 +99,7 @@ def test_reconnects_with_backoff_and_reports_the_outage(monkeypatch):
     (outage,) = live_source.outages
     assert outage["reason"] == "connection reset by peer" and outage["attempts"] == 3 and outage["gap_seconds"] > 0
     assert seen[10].events == [outage] and not any(f.events for f in seen[:10] + seen[11:])
-    assert live_source.report()["outages"] == [outage]
+    assert live_source.report().outages == [outage]
 
 
 def test_without_reconnect_the_end_of_the_stream_ends_the_source():

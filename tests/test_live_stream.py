@@ -233,7 +233,7 @@ def test_camera_through_a_fake_device(tmp_path, shipped, monkeypatch):
 
 def cli(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "streamseg", "segment", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8", **kwargs)
 
 
 def test_sigint_ends_a_live_run_cleanly(tmp_path, server):

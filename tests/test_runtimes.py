@@ -91,23 +91,30 @@ def test_a_batch_runs_frame_by_frame(tiny_checkpoint):
     assert compare(zip(together, [predictor.predict([f])[0] for f in frames])).identical
 
 
-def test_each_frame_size_gets_a_static_graph_up_to_a_limit_with_the_same_detections(tiny_checkpoint, monkeypatch):
+def test_prepared_frame_sizes_get_a_static_graph_up_to_a_limit_with_the_same_detections(tiny_checkpoint,
+                                                                                         monkeypatch):
     monkeypatch.setattr(openvino_runtime, "STATIC_SHAPES", 2)
     model = load_model(str(tiny_checkpoint), device="cpu")
     predictor = Predictor(model, score_threshold=LOW, runtime="openvino")
     reference = Predictor(model, score_threshold=LOW, runtime="torch")
     frames = [_frame(96, 160, 0), _frame(120, 90, 2), _frame(64, 200, 3)]
-    first = [predictor.predict([frame])[0] for frame in frames]  # the dynamic graph, while the static ones compile
+    before = [predictor.predict([frame])[0] for frame in frames]  # the dynamic graph
+    for frame in frames:
+        predictor.prepare(*frame.image.shape[:2])
+    after = [predictor.predict([frame])[0] for frame in frames]  # static graphs for the first two sizes
+    expected = [reference.predict([frame])[0] for frame in frames]
+    assert compare(zip(before + after, expected + expected)).identical and sum(len(f) for f in after) > 0
     static = predictor.runtime._by_shape
-    deadline = time.monotonic() + 60
-    while len(static) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    again = [*frames, _frame(96, 160, 1)]  # the last: a size that has its static graph, other pixels
-    found = first + [predictor.predict([frame])[0] for frame in again]
-    assert compare(zip(found, [reference.predict([frame])[0] for frame in frames + again])).identical
-    assert sum(len(f) for f in found) > 0
-    assert sorted(static) == [(96, 160, 3), (120, 90, 3)]  # the third size runs in the dynamic graph
+    assert sorted(static) == [(96, 160, 3), (120, 90, 3)]  # the third size stays in the dynamic graph
     assert all(compiled.inputs[0].get_partial_shape().is_static for compiled in static.values())
+
+
+def test_a_run_of_a_file_prepares_the_size_the_model_sees(tmp_path, synth_clip, tiny_checkpoint):
+    config = SegmentConfig(model=str(tiny_checkpoint), device="cpu", runtime="openvino", max_frames=2, video=False)
+    segmenter = Segmenter(config)
+    list(segmenter.run(str(synth_clip), tmp_path / "run"))
+    # 320x180 frames at the tiny model's input 160: shrunk to 284x160 before the graph
+    assert list(segmenter.predictor.runtime._by_shape) == [(160, 284, 3)]
 
 
 def test_the_cache_is_built_once_then_used(tmp_path, tiny_checkpoint, caplog, monkeypatch):
@@ -261,7 +268,7 @@ def test_openvino_in_threads_neither_deadlocks_nor_crashes(tiny_checkpoint):
     # (in its lazily built table of element types, which making a runtime now builds);
     # a CPU plugin released in another thread than its creator's unmapped that thread's signal stack,
     # and the next signal killed the process. Two processes, so that a deadlock's chance shows.
-    processes = [subprocess.Popen([sys.executable, "-c", THREADS_SCRIPT, str(tiny_checkpoint)], text=True,
+    processes = [subprocess.Popen([sys.executable, "-c", THREADS_SCRIPT, str(tiny_checkpoint)], text=True, encoding="utf-8",
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for process in processes:
         try:
@@ -316,7 +323,7 @@ def test_asking_for_openvino_without_it_is_one_line_exit_2(tmp_path, synth_clip,
               "from streamseg.cli import main; main()")
     done = subprocess.run([sys.executable, "-c", script, "segment", str(synth_clip), "--model", str(tiny_checkpoint),
                            "--out", str(tmp_path / "run"), "--runtime", "openvino", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 2
     assert done.stderr.strip() == ("streamseg: error: the openvino runtime needs OpenVINO and ONNX, which are not "
                                    "installed: pip install 'streamseg[openvino]'")

@@ -21,7 +21,7 @@ LOW = ["--score-threshold", "0.05"]  # the tiny test model is untrained: low sco
 def run_cli(*args, cwd=None):
     """The installed entry point in a real process: exit codes and stderr as a user sees them."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "streamseg", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "streamseg", *map(str, args)], capture_output=True, text=True, encoding="utf-8",
                           cwd=cwd, env=env, timeout=300)
 
 

@@ -79,7 +79,7 @@ def test_a_source_and_a_step_of_ones_own_run_through_segment(tmp_path, tiny_chec
     assert [r.frame.index for r in results] == list(range(8)) and step.seen == 8
     assert all((r.instances.areas >= 40).all() and r.instances.track_ids is not None for r in results)
     summary = run.summary
-    assert summary.complete and summary.source.info.path == "arrays" and summary.source.report == {}
+    assert summary.complete and summary.source.info.path == "arrays" and summary.source.report is None
     assert summary.run.frames_inferred == 8 and summary.counts is not None
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written == summary.to_dict()

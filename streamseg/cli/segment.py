@@ -210,10 +210,10 @@ def _report(summary) -> None:
         f"[green]done[/green]: {figures.frames_decoded} frames ({figures.frames_inferred} inferred) "
         f"in {figures.wall_seconds:.1f} s, {figures.fps} fps"
     )
-    if summary.source.info.live and summary.source.report:
-        live = summary.source.report  # LiveSource.report(): the source's own fields, by their summary names
-        outages = live["outages"]
-        console.print(f"dropped {live['dropped_frames']} frames to stay current ({live['latency']} latency); "
+    live = summary.source.report  # a live source's LiveReport; None for a file
+    if live is not None:
+        outages = live.outages
+        console.print(f"dropped {live.dropped_frames} frames to stay current ({live.latency} latency); "
                       f"{len(outages)} outage{'s' * (len(outages) != 1)}, latency p50/p95 "
                       f"{figures.latency_p50_ms}/{figures.latency_p95_ms} ms")
     if summary.counts is None:

@@ -41,8 +41,8 @@ CACHE_ENV = "STREAMSEG_CACHE_DIR"
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
-# Frame sizes given a graph of their own (static shapes: 12 % faster with 2 threads, 23 % with 1, than the
-# dynamic graph on 512x288 frames); a caller with more sizes than this gets the dynamic graph for the rest.
+# Frame sizes given a graph of their own by prepare() (static shapes: 12 % faster with 2 threads, 23 % with 1,
+# than the dynamic graph on 512x288 frames); other sizes, and more than this, run in the dynamic graph.
 STATIC_SHAPES = 4
 
 
@@ -124,7 +124,6 @@ class OpenVinoRuntime:
         }
         self.compiled = self.core.compile_model(self.entry / IR_FILES[0], "CPU", self._settings)
         self._by_shape: dict[tuple[int, ...], openvino.CompiledModel] = {}
-        self._started: set[tuple[int, ...]] = set()  # shapes whose static graph is compiled or compiling
         self._compiling = threading.Lock()
         # OpenVINO's Python binding builds its table of element types on first use, inside a C++ static
         # initialiser that waits for the GIL: two inference threads making their first call at once
@@ -182,33 +181,23 @@ class OpenVinoRuntime:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
-    def _compiled_for(self, shape: tuple[int, ...]) -> openvino.CompiledModel:
-        """The graph compiled for frames of ``shape`` alone once it is ready, the dynamic graph until then.
-
-        The static graph is compiled in a thread of its own on the first frame of a new shape (up to
-        STATIC_SHAPES shapes): compiling takes a fraction of a second that a live stream's first frames
-        must not wait for, and both graphs give the same detections.
-        """
-        compiled = self._by_shape.get(shape)
-        if compiled is not None:
-            return compiled
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        """Compile the graph for frames of ``shape`` alone (up to STATIC_SHAPES shapes; OpenVINO keeps the
+        compiled blob on disk too): called before a run whose frames all have one size, since compiling
+        takes a fraction of a second that no frame should wait for."""
         with self._compiling:
-            if shape not in self._started and len(self._started) < STATIC_SHAPES:
-                self._started.add(shape)
-                threading.Thread(target=self._compile_static, args=(shape,), name="openvino-compile").start()
-        return self.compiled
-
-    def _compile_static(self, shape: tuple[int, ...]) -> None:
-        static = self.core.read_model(self.entry / IR_FILES[0])
-        static.reshape({0: list(shape)})
-        self._by_shape[shape] = self.core.compile_model(static, "CPU", self._settings)
+            if shape in self._by_shape or len(self._by_shape) >= STATIC_SHAPES:
+                return
+            static = self.core.read_model(self.entry / IR_FILES[0])
+            static.reshape({0: list(shape)})
+            self._by_shape[shape] = self.core.compile_model(static, "CPU", self._settings)
 
     def _request(self, shape: tuple[int, ...]) -> openvino.InferRequest:
         """This thread's infer request for frames of ``shape``."""
         requests = getattr(self._requests, "by_shape", None)
         if requests is None:
             requests = self._requests.by_shape = {}
-        compiled = self._compiled_for(shape)
+        compiled = self._by_shape.get(shape, self.compiled)  # the dynamic graph for sizes not prepared
         request = requests.get(id(compiled))
         if request is None:
             request = requests[id(compiled)] = compiled.create_infer_request()

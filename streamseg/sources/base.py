@@ -40,6 +40,21 @@ class SourceInfo:
         return {**asdict(self), "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}"}
 
 
+@dataclass
+class LiveReport:
+    """A live source's part of the run summary (docs/format.md, ``source``): frames dropped to stay current,
+    its latency policy, every outage, and the seconds from opening each connection to its first frame."""
+
+    dropped_frames: int
+    latency: Latency
+    outages: list[dict]
+    first_frame_seconds: list[float]
+
+    def to_dict(self) -> dict:
+        return {"dropped_frames": self.dropped_frames, "outages": list(self.outages), "latency": self.latency,
+                "first_frame_seconds": list(self.first_frame_seconds)}
+
+
 class FrameSource(Protocol):
     """What a run reads: ``info``, frames in order, and the few things it asks of a source besides.
 
@@ -64,9 +79,9 @@ class FrameSource(Protocol):
     def stop(self) -> None:
         """End the frames at the next one (``q`` pressed, a time limit): the run then ends as at the source's end."""
 
-    def report(self) -> dict:
-        """The source's own fields for the run summary (a live source's drops and outages); none for a file."""
-        return {}
+    def report(self) -> LiveReport | None:
+        """The source's own part of the run summary (a live source's drops and outages); none for a file."""
+        return None
 
     def close(self) -> None:
         """Let go of whatever the source holds open; called once the run ends, however it ends."""

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..formats import iso_utc
 from ..instances import Frame
-from .base import LATENCIES, FrameSource, Latency, SourceInfo
+from .base import LATENCIES, FrameSource, Latency, LiveReport, SourceInfo
 from .capture import Capture, ConnectionLost, connector, is_camera, redact
 
 log = logging.getLogger("streamseg.live")
@@ -106,10 +106,9 @@ class LiveSource(FrameSource):
     def decode_errors(self) -> int:
         return self._closed_errors + getattr(self._capture, "decode_errors", 0)
 
-    def report(self) -> dict:
+    def report(self) -> LiveReport:
         """For the run summary: what was dropped, every outage, how fast each connection gave its first frame."""
-        return {"dropped_frames": self.dropped, "outages": list(self.outages), "latency": self.options.latency,
-                "first_frame_seconds": list(self.first_frame_seconds)}
+        return LiveReport(self.dropped, self.options.latency, list(self.outages), list(self.first_frame_seconds))
 
     def __iter__(self) -> Iterator[Frame]:
         deadline = self._started + self.options.duration if self.options.duration is not None else None
