@@ -208,6 +208,13 @@ def test_auto_falls_back_to_torch_when_openvino_fails_and_the_run_goes_on(tmp_pa
         Predictor(load_model(str(tiny_checkpoint), device="cpu"), runtime="openvino")
 
 
+def test_auto_runs_torchvision_models_in_torch_on_the_cpu(monkeypatch):
+    exported = []
+    monkeypatch.setattr(openvino_runtime, "export_onnx", lambda *args: exported.append(args))
+    model = load_model("maskrcnn_resnet50_fpn", weights="random", device="cpu")
+    assert isinstance(Predictor(model, inference_size=96).runtime, TorchRuntime) and not exported
+
+
 def test_runtime_and_precision_settings_are_checked():
     for settings in ({"runtime": "tensorrt"}, {"precision": "fp16"}, {"runtime": "torch", "precision": "bf16"}):
         with pytest.raises(InputError):

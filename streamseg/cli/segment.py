@@ -29,7 +29,7 @@ def segment(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", rich_help_panel="Input", help="Stop after this many frames."),
     start: Optional[float] = typer.Option(None, "--start", rich_help_panel="Input", help="Start this many seconds into the source."),
     inference_size: Optional[int] = typer.Option(None, "--inference-size", rich_help_panel="Model", help="Shorter side the model sees, in pixels (default: the model's)."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", rich_help_panel="Model", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU where it is installed, else torch (default: auto)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", rich_help_panel="Model", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU for the compact (shipped) models where it is installed, else torch (default: auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", rich_help_panel="Model", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", rich_help_panel="Outputs", help="Write overlay.mp4 (default: on)."),
     json_out: Optional[bool] = typer.Option(None, "--json/--no-json", rich_help_panel="Outputs", help="Write frames.jsonl (default: on)."),

@@ -2,8 +2,9 @@
 
 Both run the same :class:`~streamseg.runtimes.graph.DetectionGraph` and give the same
 :class:`RawDetections`; everything after the forward pass is the predictor's, shared by both.
-``auto`` takes OpenVINO on the CPU where it is installed and the model exports, torch otherwise,
-saying why in one line when it falls back.
+``auto`` takes OpenVINO on the CPU for the compact models (the shipped one, and checkpoints trained
+from it) where it is installed and the model exports, torch otherwise, saying why in one line when it
+falls back.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def open_runtime(graph: DetectionGraph, model: LoadedModel, runtime: str = "auto
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     on_cpu = model.device.type == "cpu"
-    if runtime == "torch" or runtime == "auto" and not on_cpu:
+    # auto: OpenVINO for the compact models only. torchvision's R50-FPN ran slower in OpenVINO than in torch
+    # with the pipeline's two workers (1,660 against 1,231 ms a frame, docs/benchmarks.md), after a long export.
+    if runtime == "torch" or runtime == "auto" and (not on_cpu or model.architecture != "compact"):
         if precision != "fp32":
             raise InputError(f"precision {precision} needs the openvino runtime on the CPU")
         return TorchRuntime(graph, model.device)
