@@ -194,9 +194,9 @@ class OpenVinoRuntime:
 
     def _request(self, shape: tuple[int, ...]) -> openvino.InferRequest:
         """This thread's infer request for frames of ``shape``."""
-        requests = getattr(self._requests, "by_shape", None)
+        requests = getattr(self._requests, "by_graph", None)  # id of a compiled graph: its request
         if requests is None:
-            requests = self._requests.by_shape = {}
+            requests = self._requests.by_graph = {}
         compiled = self._by_shape.get(shape, self.compiled)  # the dynamic graph for sizes not prepared
         request = requests.get(id(compiled))
         if request is None:
