@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 
 from .count import Line, Tally, Zone
-from .geometry import SUBPIXEL_BITS, overlaps_image, pixel_box, subpixel
+from .geometry import SUBPIXEL_BITS, box_iou_matrix, overlaps_image, pixel_box, subpixel
 from .instances import Instances
 
 GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
@@ -218,12 +219,5 @@ class OverlayRenderer:
 def _overlapping_groups(boxes: np.ndarray) -> list[np.ndarray]:
     """Indices of ``boxes`` (x0, y0, x1, y1) in groups joined by overlap, directly or through others; each
     group in ascending order, so the first instance stays first."""
-    count = len(boxes)
-    overlaps = ((np.minimum(boxes[:, None, 2], boxes[None, :, 2]) > np.maximum(boxes[:, None, 0], boxes[None, :, 0]))
-                & (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) > np.maximum(boxes[:, None, 1], boxes[None, :, 1])))
-    group = np.arange(count)
-    for i, j in zip(*np.nonzero(np.triu(overlaps, 1))):
-        # join j's group into i's (labels only ever move to smaller indices, so this settles in one pass)
-        old, new = max(group[i], group[j]), min(group[i], group[j])
-        group[group == old] = new
-    return [np.flatnonzero(group == g) for g in np.unique(group)]
+    count, labels = connected_components(box_iou_matrix(boxes, boxes) > 0, directed=False)
+    return [np.flatnonzero(labels == g) for g in range(count)]
