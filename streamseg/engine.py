@@ -114,17 +114,20 @@ class Predictor:
 
     def prepare(self, height: int, width: int) -> None:
         """Get ready for frames of this size (a file's): a runtime that can (OpenVINO) compiles its graph
-        for the size the model will see them at."""
-        prepare = getattr(self.runtime, "prepare", None)
-        if prepare is not None:
-            small = self.graph.input_shape(height, width)
-            prepare((*small, 3) if not self.cuda and small[0] < height else (height, width, 3))
+        for the size the runtime will be given them at."""
+        self.runtime.prepare((*self._given_size(height, width), 3))
+
+    def _given_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) the runtime gets a frame at: shrunk to the model's input on the CPU, as is
+        on CUDA and when the frame is no larger than that."""
+        size = self.graph.input_shape(height, width)
+        return size if not self.cuda and size[0] < height else (height, width)
 
     def _shrink(self, image: np.ndarray) -> np.ndarray:
-        """``image`` resized to the size the graph would resize it to, when that is smaller."""
+        """``image`` at the size the runtime gets it: resized while still 8-bit when that is smaller."""
         height, width = image.shape[:2]
-        size = self.graph.input_shape(height, width)
-        if size[0] >= height:
+        size = self._given_size(height, width)
+        if size == (height, width):
             return image
         # Area averaging past 2x, as a camera's sensor would see the smaller picture; bilinear (the
         # graph's own rule) below that, where it does not alias.

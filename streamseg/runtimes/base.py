@@ -31,4 +31,7 @@ class Runtime(Protocol):
 
     def forward(self, frames: Sequence[Frame]) -> list[RawDetections]: ...
 
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        """Get ready for frames of this (height, width, 3) shape; nothing to do for most runtimes."""
+
     def describe(self) -> dict: ...

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..instances import Frame
-from .base import RawDetections
+from .base import RawDetections, Runtime
 from .graph import DetectionGraph
 
 
@@ -44,7 +44,7 @@ class _CudaLane:
         return list(batch.permute(0, 3, 1, 2).float().div_(255))
 
 
-class TorchRuntime:
+class TorchRuntime(Runtime):
     """Eager torch; on CUDA under fp16 autocast, on one stream per calling thread."""
 
     def __init__(self, graph: DetectionGraph, device: torch.device):
