@@ -42,7 +42,7 @@ def _rate(count: int, seconds: float) -> float:
     return round(count / seconds, 2) if seconds > 0 else float("inf")
 
 
-def _decode(source: str, frames: int, start: float) -> tuple[list[Frame], float, SourceInfo]:
+def decode(source: str, frames: int, start: float) -> tuple[list[Frame], float, SourceInfo]:
     with open_source(source, start=start) as video:
         decoded, started = [], time.perf_counter()
         for frame in video:
@@ -96,7 +96,7 @@ def _resident_mb() -> float:
         return peak_rss_mb()
 
 
-def _forward_seconds(predictor, batches: list[list[Frame]], workers: int, threads: int | None) -> float:
+def forward_wall_seconds(predictor, batches: list[list[Frame]], workers: int, threads: int | None) -> float:
     """Wall time of the forward pass alone over ``batches``, with the async pipeline's inference workers."""
     pending = iter(batches)
     lock = threading.Lock()
@@ -144,7 +144,7 @@ def _render_pass(segmenter: Segmenter, decoded: list[Frame], instances: list, in
     return time.perf_counter() - started
 
 
-def _pipeline_run(source: str, config: SegmentConfig, model, out: Path, report: Callable[[str], None]) -> dict:
+def pipeline_run(source: str, config: SegmentConfig, model, out: Path, report: Callable[[str], None]) -> dict:
     """One whole run of the pipeline in ``config.mode``: its speed, latency, GPU use, memory and stage times."""
     report(f"pipeline ({config.mode})")
     run = Segmenter(config, model).run(source, out)
@@ -165,7 +165,7 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
     if frames < WARMUP_FRAMES + 1:
         raise InputError(f"--frames must be at least {WARMUP_FRAMES + 1}")
     report("decode")
-    decoded, decode_seconds, info = _decode(source, frames, config.start)
+    decoded, decode_seconds, info = decode(source, frames, config.start)
     count = len(decoded)
     model = load_model(config.model, config.weights, config.device)
     device = model.device
@@ -180,13 +180,13 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
     report("model")
     forward_seconds, post_seconds, instances = _model_pass(predictor, batches)
     report("forward (async workers)")
-    workers_seconds = _forward_seconds(predictor, batches, segmenter.infer_workers, segmenter.threads_per_worker)
+    workers_seconds = forward_wall_seconds(predictor, batches, segmenter.infer_workers, segmenter.threads_per_worker)
     report("render + encode")
     with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as scratch:
         render_encode_seconds = _render_pass(segmenter, decoded, instances, info, Path(scratch) / "overlay.mp4")
         size_of_frames = [decoded[0].image.shape[1], decoded[0].image.shape[0]]
         del decoded, instances, batches  # the pipelines' memory is measured next, without these frames held
-        runs = {mode: _pipeline_run(source, replace(config, mode=mode, max_frames=count), model,
+        runs = {mode: pipeline_run(source, replace(config, mode=mode, max_frames=count), model,
                                     Path(scratch) / mode, report) for mode in ("sequential", "async")}
 
     model_fps = _rate(count, forward_seconds + post_seconds)

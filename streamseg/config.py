@@ -58,7 +58,7 @@ class SegmentConfig:
     video: bool = True
     json: bool = True
     mode: Mode = "async"  # or "sequential": every step in the caller's thread, the baseline
-    batch: int | None = None  # frames per forward pass [default: 4 on CUDA, 1 on CPU]
+    batch: int | None = None  # frames per forward pass [default: 8 on CUDA, 1 on CPU]
     streams: int = 2  # CUDA streams, each with its own inference thread
     track: bool = True  # give detections track ids across frames
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # its thresholds: a [tracker] table in TOML

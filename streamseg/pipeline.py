@@ -50,6 +50,7 @@ QUEUE_SIZE = 2  # batches waiting between two steps
 # batch: a 4K frame is 25 MB, with its overlay 50 MB, and two stages more in flight do not make them faster.
 QUEUED_FRAME_BYTES = 256 << 20
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
+CUDA_BATCH = 8  # frames per forward pass on CUDA unless --batch says otherwise
 
 
 def _reportable(error: BaseException) -> BaseException:
@@ -74,8 +75,9 @@ class Segmenter:
         # pass and several passes side by side, each on a share of the cores: on 2 cores, two 1-thread
         # workers beat one 2-thread worker (27-31 vs 33-41 ms/frame measured), and a 1-thread pass is
         # not stalled when the render or encode thread takes a core away from it. OpenVINO gets the same
-        # plan: a stream per worker, the usable cores shared among them.
-        self.batch_size = self.config.batch or (4 if cuda else 1)
+        # plan: a stream per worker, the usable cores shared among them. On an H200, 8 frames a pass on 2
+        # streams ran R50-FPN fastest end to end (docs/benchmarks.md, "Pipeline, GPU").
+        self.batch_size = self.config.batch or (CUDA_BATCH if cuda else 1)
         cores = usable_cpus()
         self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)

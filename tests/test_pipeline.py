@@ -5,6 +5,7 @@ import shutil
 import time
 from collections import Counter
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -111,22 +112,32 @@ def test_cuda_streams_and_batches_keep_every_frame_in_order(tmp_path, synth_clip
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_with_batches_on_two_streams_finds_what_the_cpu_finds(tmp_path, synth_clip):
-    # The shipped model is sure of what it finds, so fp16 moves masks by a pixel at most; a frame whose
-    # results came from another frame's batch, or were read before its stream finished, would not match.
+    # fp16 moves a mask's edge by a pixel at most, which costs a small shape several points of IoU (a
+    # 15x15 square is 0.88): so every pixel where the GPU's mask differs from the CPU's must lie on the
+    # CPU mask's edge (within one pixel of it). A frame whose results came from another frame of its
+    # batch, or were read before its stream finished, would differ far inside the shapes.
     found = {}
     for device, options in (("cpu", {"runtime": "torch"}), ("cuda", {"batch": 4, "streams": 2})):
         config = build_config(device=device, track=False, video=False, **options)
         list(Segmenter(config).run(str(synth_clip), tmp_path / device))
         found[device] = [record_to_instances(r) for r in read_records(tmp_path / device / "frames.jsonl")]
     assert [f.frame_index for f in found["cuda"]] == [f.frame_index for f in found["cpu"]] == list(range(40))
-    same, ious = 0, []
+    same, off_edge, changed, ious = 0, 0, 0, []
+    ring = np.ones((3, 3), np.uint8)
     for cpu, gpu in zip(found["cpu"], found["cuda"]):
         same += len(cpu) == len(gpu) and sorted(cpu.class_ids) == sorted(gpu.class_ids)
         for mask in cpu.masks:
             overlaps = [np.logical_and(mask, other).sum() / np.logical_or(mask, other).sum() for other in gpu.masks]
-            ious.append(max(overlaps, default=0.0))
-    assert same >= 38 and sum(ious) > 0
-    assert np.mean(np.array(ious) >= 0.98) >= 0.95, sorted(ious)[:10]
+            if not overlaps:
+                continue
+            best = gpu.masks[int(np.argmax(overlaps))]
+            edge = cv2.dilate(mask.view(np.uint8), ring) > cv2.erode(mask.view(np.uint8), ring)
+            differ = mask != best
+            changed += differ.sum()
+            off_edge += (differ & ~edge).sum()
+            ious.append(max(overlaps))
+    assert same >= 38 and len(ious) > 40
+    assert np.mean(ious) >= 0.97 and off_edge <= 0.01 * changed, (np.mean(ious), off_edge, changed)
 
 
 def test_tracking_can_be_switched_off(tmp_path, synth_clip, tiny_checkpoint):

@@ -34,7 +34,7 @@ def segment(
     video: Optional[bool] = typer.Option(None, "--video/--no-video", rich_help_panel="Outputs", help="Write overlay.mp4 (default: on)."),
     json_out: Optional[bool] = typer.Option(None, "--json/--no-json", rich_help_panel="Outputs", help="Write frames.jsonl (default: on)."),
     mode: Optional[str] = typer.Option(None, "--mode", rich_help_panel="Speed", help="async (steps in parallel threads) or sequential (one loop, the baseline) (default: async)."),
-    batch: Optional[int] = typer.Option(None, "--batch", rich_help_panel="Speed", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
+    batch: Optional[int] = typer.Option(None, "--batch", rich_help_panel="Speed", help="Frames per forward pass (default: 8 on CUDA, 1 on CPU)."),
     streams: Optional[int] = typer.Option(None, "--streams", rich_help_panel="Speed", help="CUDA streams, each with its own inference thread (default: 2)."),
     track: Optional[bool] = typer.Option(None, "--track/--no-track", rich_help_panel="Tracking and counting", help="Track objects across frames: ids in the JSONL and overlay, unique counts in the summary (default: on)."),
     line: Optional[list[str]] = typer.Option(None, "--line", rich_help_panel="Tracking and counting", help="Count tracks crossing x1,y1,x2,y2[:name] (pixels; repeatable); 'in' is the side the overlay's arrow points to."),

@@ -79,7 +79,7 @@ def bench(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="auto, torch or openvino: what runs the forward pass; auto takes OpenVINO on CPU for the compact (shipped) models where it is installed, else torch (default: auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 (OpenVINO on CPUs with bf16: faster, detections differ from fp32) (default: fp32)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 4 on CUDA, 1 on CPU)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Frames per forward pass (default: 8 on CUDA, 1 on CPU)."),
     streams: Optional[int] = typer.Option(None, "--streams", help="CUDA streams (default: 2)."),
     frames: int = typer.Option(300, "--frames", "-n", help="Frames to measure on (the first N of SOURCE)."),
     inference_size: Optional[int] = typer.Option(None, "--inference-size", help="Shorter side the model sees (default: the model's)."),
