@@ -78,12 +78,12 @@ def main() -> None:
             forward_fps = round(len(frames) / seconds, 1)
             row = {"model": model.name, "clip": f"{info.width}x{info.height}", "frames": len(frames),
                    "detections": args.detections, "batch": batch, "streams": streams,
-                   "forward_fps": forward_fps, "async_fps": run["fps"],
-                   "async_over_forward": round(run["fps"] / forward_fps, 3),
-                   "gpu_busy_percent": run["gpu_busy_percent"],
+                   "forward_fps": forward_fps, "async_fps": run.fps,
+                   "async_over_forward": round(run.fps / forward_fps, 3),
+                   "gpu_busy_percent": run.gpu_busy_percent,
                    "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if model.device.type == "cuda" else None,
-                   "peak_rss_mb": run["peak_rss_mb"], "latency_p50_ms": run["latency_p50_ms"],
-                   "stage_seconds": run["stage_seconds"], "date": time.strftime("%Y-%m-%d")}
+                   "peak_rss_mb": run.peak_rss_mb, "latency_p50_ms": run.latency_p50_ms,
+                   "stage_seconds": run.stage_seconds, "date": time.strftime("%Y-%m-%d")}
             print(json.dumps(row), flush=True)
             with args.json.open("a") as out:
                 out.write(json.dumps(row) + "\n")

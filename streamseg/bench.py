@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,72 @@ from .sources import SourceInfo, open_source
 from .system import peak_rss_mb
 
 WARMUP_FRAMES = 3
+
+
+@dataclass
+class PipelineFigures:
+    """One whole run of the pipeline in one mode."""
+
+    fps: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    gpu_busy_percent: float | None  # the GPU's mean utilisation while it ran (NVML); None off CUDA
+    peak_rss_mb: float  # resident memory sampled every 50 ms while it ran
+    stage_seconds: dict[str, float]
+
+
+@dataclass
+class BenchResult:
+    """What ``streamseg bench`` measured; ``to_dict`` is its ``--json`` file."""
+
+    device: str
+    model: str
+    runtime: dict  # which ran the forward pass, in what precision (the runtime's own description)
+    source: str
+    frames: int
+    size: list[int]  # width, height
+    input_size: int
+    batch: int
+    infer_workers: int  # in async mode: CUDA streams, or CPU threads side by side
+    decode_fps: float
+    model_fps: float  # forward + postprocess, one thread
+    forward_fps: float  # forward alone, with the async pipeline's workers
+    forward_ms: float
+    postprocess_ms: float
+    render_encode_fps: float
+    sequential: PipelineFigures
+    asynchronous: PipelineFigures
+    peak_gpu_mb: float | None
+    date: str
+
+    @property
+    def async_over_sequential(self) -> float:
+        return round(self.asynchronous.fps / self.sequential.fps, 3)
+
+    @property
+    def async_over_model(self) -> float:
+        return round(self.asynchronous.fps / self.model_fps, 3)
+
+    @property
+    def async_over_forward(self) -> float:
+        """1.0: everything but the forward pass, postprocessing included, hidden behind it."""
+        return round(self.asynchronous.fps / self.forward_fps, 3)
+
+    def to_dict(self) -> dict:
+        fields = asdict(self)
+        runs = {"sequential": fields.pop("sequential"), "async": fields.pop("asynchronous")}
+        return {
+            **fields,
+            "sequential_fps": runs["sequential"]["fps"],
+            "async_fps": runs["async"]["fps"],
+            "async_over_sequential": self.async_over_sequential,
+            "async_over_model": self.async_over_model,
+            "async_over_forward": self.async_over_forward,
+            "latency_ms": {mode: {"p50": r["latency_p50_ms"], "p95": r["latency_p95_ms"]} for mode, r in runs.items()},
+            "gpu_busy_percent": runs["async"]["gpu_busy_percent"],
+            "stage_seconds": {mode: r["stage_seconds"] for mode, r in runs.items()},
+            "peak_rss_mb": runs["async"]["peak_rss_mb"],  # while the async pipeline ran
+        }
 
 
 def _sync(device: torch.device) -> None:
@@ -144,7 +210,8 @@ def _render_pass(segmenter: Segmenter, decoded: list[Frame], instances: list, in
     return time.perf_counter() - started
 
 
-def pipeline_run(source: str, config: SegmentConfig, model, out: Path, report: Callable[[str], None]) -> dict:
+def pipeline_run(source: str, config: SegmentConfig, model, out: Path,
+                 report: Callable[[str], None]) -> PipelineFigures:
     """One whole run of the pipeline in ``config.mode``: its speed, latency, GPU use, memory and stage times."""
     report(f"pipeline ({config.mode})")
     run = Segmenter(config, model).run(source, out)
@@ -152,15 +219,15 @@ def pipeline_run(source: str, config: SegmentConfig, model, out: Path, report: C
         started = time.perf_counter()
         done = sum(1 for _ in run)
         seconds = time.perf_counter() - started
-    return {"fps": _rate(done, seconds), "latency_p50_ms": run.stats.latency_ms(50),
-            "latency_p95_ms": run.stats.latency_ms(95),
-            "gpu_busy_percent": round(sum(busy.samples) / len(busy.samples), 1) if busy.samples else None,
-            "peak_rss_mb": round(max(resident.samples), 1),
-            "stage_seconds": {k: round(v, 3) for k, v in run.stats.stage_seconds.items()}}
+    return PipelineFigures(
+        fps=_rate(done, seconds), latency_p50_ms=run.stats.latency_ms(50), latency_p95_ms=run.stats.latency_ms(95),
+        gpu_busy_percent=round(sum(busy.samples) / len(busy.samples), 1) if busy.samples else None,
+        peak_rss_mb=round(max(resident.samples), 1),
+        stage_seconds={k: round(v, 3) for k, v in run.stats.stage_seconds.items()})
 
 
 def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
-                  report: Callable[[str], None] = lambda stage: None) -> dict:
+                  report: Callable[[str], None] = lambda stage: None) -> BenchResult:
     """Measure ``source``'s first ``frames`` frames through each stage and both pipeline modes."""
     if frames < WARMUP_FRAMES + 1:
         raise InputError(f"--frames must be at least {WARMUP_FRAMES + 1}")
@@ -189,33 +256,24 @@ def run_benchmark(source: str, config: SegmentConfig, frames: int = 300,
         runs = {mode: pipeline_run(source, replace(config, mode=mode, max_frames=count), model,
                                     Path(scratch) / mode, report) for mode in ("sequential", "async")}
 
-    model_fps = _rate(count, forward_seconds + post_seconds)
-    forward_fps = _rate(count, workers_seconds)
-    return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-        "model": model.name,
-        "runtime": predictor.runtime.describe(),  # which ran the forward pass, in what precision
-        "source": str(source),
-        "frames": count,
-        "size": size_of_frames,
-        "input_size": predictor.inference_size,
-        "batch": size,
-        "infer_workers": segmenter.infer_workers,  # in async mode: CUDA streams, or CPU threads side by side
-        "decode_fps": _rate(count, decode_seconds),
-        "model_fps": model_fps,
-        "forward_fps": forward_fps,
-        "forward_ms": round(forward_seconds / count * 1000, 2),
-        "postprocess_ms": round(post_seconds / count * 1000, 2),
-        "render_encode_fps": _rate(count, render_encode_seconds),
-        "sequential_fps": runs["sequential"]["fps"],
-        "async_fps": runs["async"]["fps"],
-        "async_over_sequential": round(runs["async"]["fps"] / runs["sequential"]["fps"], 3),
-        "async_over_model": round(runs["async"]["fps"] / model_fps, 3),
-        "async_over_forward": round(runs["async"]["fps"] / forward_fps, 3),
-        "latency_ms": {mode: {"p50": r["latency_p50_ms"], "p95": r["latency_p95_ms"]} for mode, r in runs.items()},
-        "gpu_busy_percent": runs["async"]["gpu_busy_percent"],
-        "stage_seconds": {mode: r["stage_seconds"] for mode, r in runs.items()},
-        "peak_rss_mb": runs["async"]["peak_rss_mb"],  # while the async pipeline ran
-        "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    return BenchResult(
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        model=model.name,
+        runtime=predictor.runtime.describe(),
+        source=str(source),
+        frames=count,
+        size=size_of_frames,
+        input_size=predictor.inference_size,
+        batch=size,
+        infer_workers=segmenter.infer_workers,
+        decode_fps=_rate(count, decode_seconds),
+        model_fps=_rate(count, forward_seconds + post_seconds),
+        forward_fps=_rate(count, workers_seconds),
+        forward_ms=round(forward_seconds / count * 1000, 2),
+        postprocess_ms=round(post_seconds / count * 1000, 2),
+        render_encode_fps=_rate(count, render_encode_seconds),
+        sequential=runs["sequential"],
+        asynchronous=runs["async"],
+        peak_gpu_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        date=time.strftime("%Y-%m-%d"),
+    )

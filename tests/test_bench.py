@@ -15,8 +15,9 @@ KEYS = {"device", "model", "frames", "decode_fps", "model_fps", "render_encode_f
 def test_benchmark_measures_every_stage(synth_clip, tiny_checkpoint):
     config = build_config(model=str(tiny_checkpoint), device="cpu", score_threshold=0.05)
     stages = []
-    result = run_benchmark(str(synth_clip), config, frames=12, report=stages.append)
-    assert KEYS <= set(result) and result["frames"] == 12 and result["size"] == [320, 180]
+    measured = run_benchmark(str(synth_clip), config, frames=12, report=stages.append)
+    result = measured.to_dict()
+    assert KEYS <= set(result) and measured.frames == 12 and measured.size == [320, 180]
     assert stages == ["decode", "model", "forward (async workers)", "render + encode", "pipeline (sequential)",
                       "pipeline (async)"]
     assert all(result[k] > 0 for k in ("decode_fps", "model_fps", "render_encode_fps", "sequential_fps", "async_fps"))
@@ -24,7 +25,7 @@ def test_benchmark_measures_every_stage(synth_clip, tiny_checkpoint):
     assert result["async_over_model"] == pytest.approx(result["async_fps"] / result["model_fps"], rel=1e-2)
     assert result["async_over_forward"] == pytest.approx(result["async_fps"] / result["forward_fps"], rel=1e-2)
     assert result["forward_fps"] > 0 and result["postprocess_ms"] > 0
-    assert result["peak_rss_mb"] > 0 and result["peak_gpu_mb"] is None
+    assert result["peak_rss_mb"] == measured.asynchronous.peak_rss_mb > 0 and measured.peak_gpu_mb is None
     assert set(result["stage_seconds"]["async"]) >= {"decode", "infer", "render", "encode"}
 
 

@@ -97,28 +97,29 @@ def bench(
                             batch=batch, streams=streams, inference_size=inference_size, score_threshold=score_threshold)
     with console.status("measuring") as status:
         result = run_benchmark(source, settings, frames, report=lambda stage: status.update(f"measuring {stage}"))
-    table = Table(title=f"{result['model']} on {result['device']} ({result['runtime']['runtime']} "
-                        f"{result['runtime']['precision']}), {result['frames']} frames "
-                        f"{result['size'][0]}x{result['size'][1]}, input {result['input_size']}, batch {result['batch']}")
+    table = Table(title=f"{result.model} on {result.device} ({result.runtime['runtime']} "
+                        f"{result.runtime['precision']}), {result.frames} frames "
+                        f"{result.size[0]}x{result.size[1]}, input {result.input_size}, batch {result.batch}")
     table.add_column("stage")
     table.add_column("fps", justify="right")
     table.add_column("ms/frame", justify="right")
     table.add_column("latency p50/p95 ms", justify="right")
-    rows = [("decode", result["decode_fps"], ""), ("model (forward + postprocess)", result["model_fps"], ""),
-            (f"forward, {result['infer_workers']} workers", result["forward_fps"], ""),
-            ("render + encode", result["render_encode_fps"], ""),
-            ("pipeline sequential", result["sequential_fps"], result["latency_ms"]["sequential"]),
-            ("pipeline async", result["async_fps"], result["latency_ms"]["async"])]
-    for name, fps, latency in rows:
+    rows = [("decode", result.decode_fps, None), ("model (forward + postprocess)", result.model_fps, None),
+            (f"forward, {result.infer_workers} workers", result.forward_fps, None),
+            ("render + encode", result.render_encode_fps, None),
+            ("pipeline sequential", result.sequential.fps, result.sequential),
+            ("pipeline async", result.asynchronous.fps, result.asynchronous)]
+    for name, fps, run in rows:
         table.add_row(name, f"{fps:.1f}", f"{1000 / fps:.1f}" if fps else "",
-                      f"{latency['p50']} / {latency['p95']}" if latency else "")
+                      f"{run.latency_p50_ms} / {run.latency_p95_ms}" if run else "")
     Console().print(table)
-    gpu = f", peak GPU {result['peak_gpu_mb']} MB, GPU busy {result['gpu_busy_percent']}%" if result["peak_gpu_mb"] else ""
-    Console().print(f"async/sequential {result['async_over_sequential']:.2f}, async/forward {result['async_over_forward']:.2f}, "
-                    f"forward {result['forward_ms']} ms + postprocess {result['postprocess_ms']} ms per frame, "
-                    f"peak RSS (async) {result['peak_rss_mb']} MB{gpu}")
+    gpu = (f", peak GPU {result.peak_gpu_mb} MB, GPU busy {result.asynchronous.gpu_busy_percent}%"
+           if result.peak_gpu_mb else "")
+    Console().print(f"async/sequential {result.async_over_sequential:.2f}, async/forward {result.async_over_forward:.2f}, "
+                    f"forward {result.forward_ms} ms + postprocess {result.postprocess_ms} ms per frame, "
+                    f"peak RSS (async) {result.asynchronous.peak_rss_mb} MB{gpu}")
     if json_file:
-        write_json_atomic(json_file, result)
+        write_json_atomic(json_file, result.to_dict())
 
 
 @app.command("eval")
