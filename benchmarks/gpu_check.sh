@@ -48,11 +48,14 @@ for s in $steps; do
         timeout 240 python3 -m pytest -p no:cacheprovider -o addopts="" -q -rs tests/test_engine.py tests/test_pipeline.py \
             -k cuda 2>&1 | tee "$out/tests.log" | tail -15 ;;
     sweep)
-        # R50-FPN (COCO's compute, 20 detections a frame) at 720p and 1080p, every batch x streams; the shipped model beside it.
+        # R50-FPN (COCO's compute, 20 detections a frame) at 720p and 1080p, every batch x streams, then once without the
+        # overlay video (what rendering costs); the shipped model beside it.
         for clip in c720 c1080; do
             step "sweep r50 $clip"
             [ "$device" = cpu ] || timeout 200 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --model maskrcnn_resnet50_fpn \
                 --weights random --detections 20 --frames "$frames" --batches 1,4,8 --streams 1,2,4 --json "$out/sweep.jsonl"
+            [ "$device" = cpu ] || timeout 60 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --model maskrcnn_resnet50_fpn \
+                --weights random --detections 20 --frames "$frames" --batches 8 --streams 2 --no-video --json "$out/sweep.jsonl"
             step "sweep shapes $clip"
             timeout 90 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --device "$device" --frames "$frames" --batches 4,8 \
                 --streams 1,2 --json "$out/sweep.jsonl"

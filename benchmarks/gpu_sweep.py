@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batches", type=_numbers, default=[1, 4, 8])
     parser.add_argument("--streams", type=_numbers, default=[1, 2, 4])
     parser.add_argument("--detections", type=int, default=None, help="keep this many per frame at threshold 0")
+    parser.add_argument("--no-video", action="store_true", help="no overlay video (JSONL only): what rendering costs")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
@@ -64,7 +65,7 @@ def main() -> None:
     for batch in args.batches:
         for streams in args.streams:
             config = build_config(model=args.model, weights=args.weights, device=args.device, batch=batch,
-                                  streams=streams, max_frames=len(frames), **options)
+                                  streams=streams, max_frames=len(frames), video=not args.no_video, **options)
             segmenter = Segmenter(config, model)
             batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
             for warm in batches[:2]:  # kernels picked, the allocator's pools grown
@@ -77,7 +78,7 @@ def main() -> None:
                 run = pipeline_run(args.clip, config, model, Path(scratch), lambda stage: None)
             forward_fps = round(len(frames) / seconds, 1)
             row = {"model": model.name, "clip": f"{info.width}x{info.height}", "frames": len(frames),
-                   "detections": args.detections, "batch": batch, "streams": streams,
+                   "detections": args.detections, "video": not args.no_video, "batch": batch, "streams": streams,
                    "forward_fps": forward_fps, "async_fps": run.fps,
                    "async_over_forward": round(run.fps / forward_fps, 3),
                    "gpu_busy_percent": run.gpu_busy_percent,
