@@ -2,7 +2,9 @@
 # The GPU day in one go (issue 19): CUDA tests, then the batch x streams sweep, the bench's stage table
 # and a short CUDA training, each step bounded by its own timeout so one hang does not cost the rest.
 #
-#   bash benchmarks/gpu_check.sh OUT [STEP ...]     STEP: env tests sweep bench train (default: all)
+#   bash benchmarks/gpu_check.sh OUT [STEP ...]     STEP: env tests sweep bench train (default: all), or
+#                                                   r50-short and profile, the short rerun:
+#   bash benchmarks/gpu_check.sh OUT tests r50-short profile      (about 70 s on an H200, 2026-11-30)
 #
 # DEVICE=cpu FRAMES=8 tries the script's CPU half (a dry run: the shipped model only, a few frames).
 #
@@ -60,6 +62,18 @@ for s in $steps; do
             timeout 90 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --device "$device" --frames "$frames" --batches 4,8 \
                 --streams 1,2 --json "$out/sweep.jsonl"
         done ;;
+    r50-short)
+        # The settings that matter, for a rerun: R50-FPN at batch 4 and 8 on 2 and 4 streams.
+        for clip in c720 c1080; do
+            step "r50 $clip"
+            timeout 40 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --model maskrcnn_resnet50_fpn --weights random \
+                --detections 20 --frames 96 --batches 4,8 --streams 2,4 --json "$out/sweep.jsonl"
+        done ;;
+    profile)
+        # Where a forward pass's host time goes (the shipped model left the GPU 94 % idle).
+        step profile
+        timeout 30 python3 benchmarks/gpu_profile.py "$clips/c720.mp4" > "$out/profile.txt" 2>&1
+        head -40 "$out/profile.txt" ;;
     bench)
         # The whole stage table once: the shipped model at 1080p with the default CUDA settings.
         step bench
