@@ -19,7 +19,7 @@ from streamseg import runtimes
 from streamseg.config import SegmentConfig
 from streamseg.engine import Predictor
 from streamseg.errors import InputError, ModelError
-from streamseg.instances import Frame
+from streamseg.instances import Frame, Instances
 from streamseg.models import load_model
 from streamseg.pipeline import Segmenter
 from streamseg.runtimes import openvino_runtime
@@ -53,6 +53,23 @@ def _said(caplog, level=logging.INFO):
 
 def _frame(height, width, seed=0):
     return Frame(0, 0.0, np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_agreement_forgives_a_moved_edge_not_a_changed_interior():
+    def one(mask):
+        ys, xs = np.nonzero(mask)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        return Instances.from_masks(boxes=box, scores=np.ones(1, np.float32), class_ids=np.ones(1, np.int64),
+                                    masks=mask[None])
+    small = np.zeros((40, 40), bool)
+    small[10:17, 10:17] = True  # 49 pixels: one pixel less is IoU 0.98
+    edge, hole = small.copy(), small.copy()
+    edge[10, 10] = False
+    hole[13, 13] = False
+    moved = compare([(one(small), one(edge))])
+    assert moved.min_mask_iou < 0.99 and moved.off_edge_pixels == 0 and moved.identical
+    holed = compare([(one(small), one(hole))])
+    assert holed.off_edge_pixels == 1 and not holed.identical
 
 
 def test_openvino_gives_torchs_detections_on_the_demo_clip(tmp_path, shapes):
@@ -243,7 +260,7 @@ import gc, os, signal, sys, threading
 import numpy as np
 import openvino
 from streamseg.engine import Predictor
-from streamseg.instances import Frame
+from streamseg.instances import Frame, Instances
 from streamseg.models import load_model
 signal.signal(signal.SIGUSR1, lambda *args: None)
 model = load_model(sys.argv[1], device="cpu")
