@@ -5,7 +5,6 @@ import shutil
 import time
 from collections import Counter
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,7 @@ from streamseg.formats import read_records, record_to_instances
 from streamseg.models import load_model
 from streamseg import pipeline
 from streamseg.pipeline import Segmenter
+from streamseg.runtimes.agreement import pixels_off_edge
 from streamseg.synth import SyntheticSource
 
 
@@ -123,7 +123,6 @@ def test_cuda_with_batches_on_two_streams_finds_what_the_cpu_finds(tmp_path, syn
         found[device] = [record_to_instances(r) for r in read_records(tmp_path / device / "frames.jsonl")]
     assert [f.frame_index for f in found["cuda"]] == [f.frame_index for f in found["cpu"]] == list(range(40))
     same, off_edge, changed, ious = 0, 0, 0, []
-    ring = np.ones((3, 3), np.uint8)
     for cpu, gpu in zip(found["cpu"], found["cuda"]):
         same += len(cpu) == len(gpu) and sorted(cpu.class_ids) == sorted(gpu.class_ids)
         for mask in cpu.masks:
@@ -131,10 +130,8 @@ def test_cuda_with_batches_on_two_streams_finds_what_the_cpu_finds(tmp_path, syn
             if not overlaps:
                 continue
             best = gpu.masks[int(np.argmax(overlaps))]
-            edge = cv2.dilate(mask.view(np.uint8), ring) > cv2.erode(mask.view(np.uint8), ring)
-            differ = mask != best
-            changed += differ.sum()
-            off_edge += (differ & ~edge).sum()
+            changed += (mask != best).sum()
+            off_edge += pixels_off_edge(mask, best)
             ious.append(max(overlaps))
     assert same >= 38 and len(ious) > 40
     assert np.mean(ious) >= 0.97 and off_edge <= 0.01 * changed, (np.mean(ious), off_edge, changed)

@@ -48,7 +48,7 @@ def compare(pairs: Iterable[tuple[Instances, Instances]]) -> Agreement:
             for a, b in zip(ours.masks, theirs.masks):
                 iou = _iou(a, b)
                 mask_iou = min(mask_iou, iou)
-                off_edge += _off_edge(a, b) if iou < MIN_MASK_IOU else 0
+                off_edge += pixels_off_edge(a, b) if iou < MIN_MASK_IOU else 0
     return Agreement(frames, same, round(box_diff, 4), round(mask_iou, 4), off_edge)
 
 
@@ -57,7 +57,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def _off_edge(a: np.ndarray, b: np.ndarray) -> int:
+def pixels_off_edge(a: np.ndarray, b: np.ndarray) -> int:
     """Pixels where ``b`` differs from ``a`` more than one pixel away from ``a``'s edge."""
     ring = np.ones((3, 3), np.uint8)
     edge = cv2.dilate(a.view(np.uint8), ring) > cv2.erode(a.view(np.uint8), ring)
