@@ -196,7 +196,7 @@ def _model_pass(predictor, batches: list[list[Frame]]) -> tuple[float, float, li
         _sync(predictor.model.device)
         forward_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        instances += [predictor.postprocess(raw, frame) for raw, frame in zip(raws, batch)]
+        instances += predictor.postprocess(raws, batch)
         post_seconds += time.perf_counter() - started
     return forward_seconds, post_seconds, instances
 

@@ -64,7 +64,6 @@ class Predictor:
         self.agnostic_nms = agnostic_nms
         self.inference_size = inference_size or model.default_input_size
         self.class_filter = self._class_ids(classes) if classes else None
-        self._class_filter_tensor: torch.Tensor | None = None  # on the model's device, made once
         self.graph = DetectionGraph(model.module, self.inference_size, score_threshold)
         self.runtime = open_runtime(self.graph, model, runtime, precision, workers, cache_dir)
         self.cuda = model.device.type == "cuda"
@@ -86,11 +85,6 @@ class Predictor:
             "class_filter": None if self.class_filter is None else [self.model.class_names[i] for i in self.class_filter],
             **self.runtime.describe(),
         }
-
-    def _class_filter_on(self, device: torch.device) -> torch.Tensor:
-        if self._class_filter_tensor is None or self._class_filter_tensor.device != device:
-            self._class_filter_tensor = torch.from_numpy(self.class_filter).to(device)
-        return self._class_filter_tensor
 
     def forward(self, frames: Sequence[Frame]) -> list[RawDetections]:
         """One forward pass over ``frames`` (a batch) in the runtime; one RawDetections per frame, boxes
@@ -135,39 +129,83 @@ class Predictor:
         return cv2.resize(image, (size[1], size[0]), interpolation=fast)
 
     @torch.inference_mode()
-    def postprocess(self, raw: RawDetections, frame: Frame) -> Instances:
-        """Filter, NMS, paste and threshold masks on the device; bring back numpy Instances."""
-        if raw.ready is not None:
-            torch.cuda.current_stream(self.model.device).wait_event(raw.ready)
-            for tensor in (raw.boxes, raw.scores, raw.labels, raw.mask_probs):
-                tensor.record_stream(torch.cuda.current_stream(self.model.device))
-        keep = raw.scores >= self.score_threshold
-        if self.class_filter is not None:
-            keep &= torch.isin(raw.labels, self._class_filter_on(raw.labels.device))
-        boxes, scores, labels, probs = raw.boxes[keep], raw.scores[keep], raw.labels[keep], raw.mask_probs[keep]
-        if self.agnostic_nms is not None and len(scores) > 1:
-            kept = nms(boxes, scores, self.agnostic_nms)
-            boxes, scores, labels, probs = boxes[kept], scores[kept], labels[kept], probs[kept]
+    def postprocess(self, raws: Sequence[RawDetections], frames: Sequence[Frame]) -> list[Instances]:
+        """Instances of a batch's frames from their forward pass: thresholds, class filter, NMS, masks
+        pasted into their boxes and thresholded there.
+
+        A GPU is waited for three times a batch, however many frames it has (each wait idles the host
+        until the device catches up): the batch's small table of detections comes back whole, is
+        filtered and NMS'd on the host, the kept masks are picked on the device by one index, and the
+        thresholded crops of every frame come back as one byte buffer. Nothing of full-frame size exists
+        on either side.
+        """
+        if not raws:
+            return []
+        device = raws[0].boxes.device
+        for raw in raws:
+            if raw.ready is not None:
+                stream = torch.cuda.current_stream(device)
+                stream.wait_event(raw.ready)
+                for tensor in (raw.boxes, raw.scores, raw.labels, raw.mask_probs):
+                    tensor.record_stream(stream)
+        table = torch.cat([torch.cat([r.boxes, r.scores[:, None], r.labels[:, None].float()], 1) for r in raws]).cpu()
+        kept = self._kept(table, [len(r.scores) for r in raws])
+        probs = torch.cat([r.mask_probs for r in raws])[torch.cat(kept).to(device)]
+        pasted, crop_boxes, start = [], [], 0
+        for rows, frame in zip(kept, frames):
+            height, width = frame.image.shape[:2]
+            frame_probs, frame_boxes = paste_crops(probs[start:start + len(rows)], table[rows, :4], height, width)
+            pasted.append(frame_probs > self.mask_threshold)
+            crop_boxes.append(frame_boxes)
+            start += len(rows)
+        crops = _crops_on_host(pasted, crop_boxes)
+        found = [self._instances(table[rows].numpy(), boxes.numpy(), frame_crops, frame)
+                 for rows, boxes, frame_crops, frame in zip(kept, crop_boxes, crops, frames)]
+        return [drop_fragments(f, self.fragment_overlap) if self.fragment_overlap < 1 else f for f in found]
+
+    def _kept(self, table: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+        """Per frame, the rows of ``table`` (the batch's detections, frame after frame, on the host)
+        that pass the score threshold, the class filter and class-agnostic NMS, best first."""
+        kept, start = [], 0
+        for count in counts:
+            rows = torch.arange(start, start + count)
+            keep = table[rows, 4] >= self.score_threshold
+            if self.class_filter is not None:
+                keep &= torch.from_numpy(np.isin(table[rows, 5].numpy().astype(np.int64), self.class_filter))
+            rows = rows[keep]
+            if self.agnostic_nms is not None and len(rows) > 1:
+                rows = rows[nms(table[rows, :4], table[rows, 4], self.agnostic_nms)]
+            kept.append(rows)
+            start += count
+        return kept
+
+    @staticmethod
+    def _instances(table: np.ndarray, crop_boxes: np.ndarray, crops: list[np.ndarray], frame: Frame) -> Instances:
         height, width = frame.image.shape[:2]
-        # Two transfers: the small table first (its boxes give the crops' sizes on the host), then the
-        # thresholded crops as bytes. Nothing of full-frame size exists on either side.
-        table = torch.cat([boxes, scores[:, None], labels[:, None].float()], 1).cpu()
-        probs, crop_boxes = paste_crops(probs, table[:, :4], height, width)
-        pasted = (probs > self.mask_threshold).cpu().numpy()
-        table, crop_boxes = table.numpy(), crop_boxes.numpy()
-        found = Instances(
+        return Instances(
             boxes=np.ascontiguousarray(table[:, :4], np.float32),
             scores=np.ascontiguousarray(table[:, 4], np.float32),
             class_ids=table[:, 5].astype(np.int64),
-            crops=[np.ascontiguousarray(crop[:y1 - y0, :x1 - x0]) for crop, (x0, y0, x1, y1) in zip(pasted, crop_boxes.tolist())],
+            crops=crops,
             crop_boxes=crop_boxes,
             height=height,
             width=width,
             frame_index=frame.index,
             time=frame.time,
         )
-        return drop_fragments(found, self.fragment_overlap) if self.fragment_overlap < 1 else found
 
     def predict(self, frames: Sequence[Frame]) -> list[Instances]:
         """Forward and postprocess ``frames`` in the calling thread."""
-        return [self.postprocess(raw, frame) for raw, frame in zip(self.forward(frames), frames)]
+        return self.postprocess(self.forward(frames), frames)
+
+
+def _crops_on_host(pasted: list[torch.Tensor], crop_boxes: list[torch.Tensor]) -> list[list[np.ndarray]]:
+    """Each frame's crops (``crop_boxes`` on the host) as numpy, from its padded (N, Hmax, Wmax) masks
+    ``pasted``: brought over in one transfer, cut to each box on the host."""
+    flat = torch.cat([masks.reshape(-1) for masks in pasted]).cpu().numpy()
+    crops, start = [], 0
+    for masks, boxes in zip(pasted, crop_boxes):
+        padded = flat[start:start + masks.numel()].reshape(masks.shape)
+        crops.append([np.ascontiguousarray(crop[:y1 - y0, :x1 - x0]) for crop, (x0, y0, x1, y1) in zip(padded, boxes.tolist())])
+        start += masks.numel()
+    return crops

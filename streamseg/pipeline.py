@@ -195,7 +195,7 @@ class Run:
         with stats.timed("infer"):
             raws = predictor.forward(frames)
         with stats.timed("postprocess"):
-            batch.found = [predictor.postprocess(raw, frame) for raw, frame in zip(raws, frames)]
+            batch.found = predictor.postprocess(raws, frames)
             # The masks' RLE depends on nothing later steps do (tracking only adds ids): encode it here, in parallel.
             batch.masks = [encode_masks(found) if self.segmenter.config.json else None for found in batch.found]
         return batch

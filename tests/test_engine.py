@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.engine import Predictor
+from streamseg.engine import Predictor, RawDetections
 from streamseg.formats import instances_to_record
 from streamseg.instances import Frame, Instances, drop_fragments
 from streamseg.models import load_model
@@ -49,6 +49,30 @@ def test_a_batch_gives_what_single_frames_give(tiny_checkpoint):
     for frame, together in zip(frames, batched):
         alone = predictor.predict([frame])[0]
         assert np.allclose(alone.boxes, together.boxes, atol=1e-3) and np.array_equal(alone.class_ids, together.class_ids)
+
+
+@pytest.mark.parametrize("classes", [None, ["rectangle", "triangle"]])
+def test_postprocessing_frames_together_gives_what_each_alone_gives(tiny_checkpoint, classes):
+    # One batch's table and crops are cut back into frames by row counts: frames of several sizes (as from
+    # several sources), one with nothing detected, must each get exactly their own detections and masks.
+    predictor = Predictor(load_model(str(tiny_checkpoint), device="cpu"), score_threshold=0.05, classes=classes)
+    rng = np.random.default_rng(5)
+    shapes = [(96, 160, 3), (80, 80, 3), (120, 90, 3), (64, 64, 3)]
+    frames = [Frame(i, i / 30, rng.integers(0, 255, shape, dtype=np.uint8)) for i, shape in enumerate(shapes)]
+    raws = [predictor.forward([frame])[0] for frame in frames]
+    empty = raws[1]
+    raws[1] = RawDetections(empty.boxes[:0], empty.scores[:0], empty.labels[:0], empty.mask_probs[:0])
+    together = predictor.postprocess(raws, frames)
+    counts = [len(found) for found in together]
+    assert counts[1] == 0 and sum(counts) > 3 and len([c for c in counts if c]) >= 2
+    for raw, frame, found in zip(raws, frames, together):
+        alone = predictor.postprocess([raw], [frame])[0]
+        assert (found.height, found.width, found.frame_index) == (*frame.image.shape[:2], frame.index)
+        assert np.array_equal(found.boxes, alone.boxes) and np.array_equal(found.scores, alone.scores)
+        assert np.array_equal(found.class_ids, alone.class_ids) and np.array_equal(found.crop_boxes, alone.crop_boxes)
+        assert all(np.array_equal(a, b) for a, b in zip(found.crops, alone.crops))
+        if classes:
+            assert set(found.class_ids) <= {predictor.model.class_names.index(c) for c in classes}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -151,7 +151,7 @@ def test_lines_and_zones_count_the_true_objects_of_a_clip(tmp_path, synth_clip, 
     truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
     zone_spec = "0,0,160,0,160,180,0,180:left"
     segmenter = _segmenter(tiny_checkpoint, lines=["160,0,160,180:middle"], zones=[zone_spec], video=True)
-    segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+    segmenter.predictor.postprocess = lambda raws, frames: [truth[f.index].select(slice(None)) for f in frames]
     list(segmenter.run(str(synth_clip), tmp_path / "run"))
 
     records = list(read_records(tmp_path / "run" / "frames.jsonl"))
@@ -176,7 +176,7 @@ def test_the_configured_tracker_thresholds_are_the_ones_used(tmp_path, synth_cli
     uniques = {}
     for count_hits in (1, len(truth) + 1):
         segmenter = _segmenter(tiny_checkpoint, video=False, tracker={"count_hits": count_hits})
-        segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+        segmenter.predictor.postprocess = lambda raws, frames: [truth[f.index].select(slice(None)) for f in frames]
         list(segmenter.run(str(synth_clip), tmp_path / str(count_hits)))
         summary = json.loads((tmp_path / str(count_hits) / "summary.json").read_text())
         assert summary["config"]["tracker"]["count_hits"] == count_hits
@@ -187,7 +187,7 @@ def test_the_configured_tracker_thresholds_are_the_ones_used(tmp_path, synth_cli
 def test_trails_follow_each_visible_track_for_the_configured_length(tmp_path, synth_clip, tiny_checkpoint):
     truth = {r["frame"]: record_to_instances(r) for r in read_records(synth_clip.with_name("clip.gt.jsonl"))}
     segmenter = _segmenter(tiny_checkpoint, trail=5, max_frames=20)
-    segmenter.predictor.postprocess = lambda raw, frame: truth[frame.index].select(slice(None))
+    segmenter.predictor.postprocess = lambda raws, frames: [truth[f.index].select(slice(None)) for f in frames]
     results = list(segmenter.run(str(synth_clip)))
     last = results[-1]
     assert last.trails and all(len(points) <= 5 for points in last.trails.values())

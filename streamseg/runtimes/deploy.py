@@ -70,8 +70,8 @@ def export_model(model: LoadedModel, fmt: str, out: Path, input_size: int | None
         frames = sample_frames()
         exported = [RawDetections(*(torch.from_numpy(np.asarray(o)) for o in run(frame.image))) for frame in frames]
         # against the graph as exported, whole frames in: not Predictor.forward, which shrinks them first
-        pairs = [(reference.postprocess(reference.runtime.forward([frame])[0], frame), reference.postprocess(raw, frame))
-                 for raw, frame in zip(exported, frames)]
+        ours = [reference.runtime.forward([frame])[0] for frame in frames]
+        pairs = list(zip(reference.postprocess(ours, frames), reference.postprocess(exported, frames)))
         agreement = compare(pairs)
         description["checked"] = {"with": checker, "detections": sum(len(ours) for ours, _ in pairs),
                                   **agreement.to_dict()}
