@@ -34,6 +34,7 @@ from .formats import (
     encode_masks,
     frame_record,
 )
+from .inference import InferencePool, Inferred, infer_here
 from .instances import Frame, FrameNotes, Instances
 from .models.registry import LoadedModel, load_model
 from .outputs import RunOutputs
@@ -66,9 +67,14 @@ class Segmenter:
     Holds no global state, so several can live in one process (one per stream, or per Ray actor).
     """
 
-    def __init__(self, config: SegmentConfig | None = None, model: LoadedModel | None = None):
+    def __init__(self, config: SegmentConfig | None = None, model: LoadedModel | None = None,
+                 pool: InferencePool | None = None):
+        """``model``: one already loaded; ``pool``: inference shared with other segmenters (its
+        predictor, made for the same settings, and its workers; see :mod:`streamseg.inference`)."""
         self.config = (config or SegmentConfig()).validate()  # again: a caller may have changed it since
-        self.model = model or load_model(self.config.model, self.config.weights, self.config.device)
+        self.model = pool.predictor.model if pool else model or load_model(self.config.model, self.config.weights,
+                                                                           self.config.device)
+        self.pool = pool
         self.renderer = OverlayRenderer(self.model.class_names)
         cuda = self.model.device.type == "cuda"
         # A GPU wants several frames per pass and a pass in flight per stream. A CPU wants one frame per
@@ -81,7 +87,7 @@ class Segmenter:
         cores = usable_cpus()
         self.infer_workers = self.config.streams if cuda else min(cores, CPU_INFER_WORKERS)
         self.threads_per_worker = None if cuda else max(1, cores // self.infer_workers)
-        self.predictor = Predictor(
+        self.predictor = pool.predictor if pool else Predictor(
             self.model,
             score_threshold=self.config.score_threshold,
             mask_threshold=self.config.mask_threshold,
@@ -92,6 +98,15 @@ class Segmenter:
             precision=self.config.precision,
             workers=self.infer_workers if self.config.mode == "async" else 1,
         )
+
+    def shared(self) -> InferencePool:
+        """An inference pool on this segmenter's predictor, with the workers and batch one run would use,
+        for segmenters of runs side by side: ``Segmenter(config, pool=first.shared())``."""
+        return InferencePool(self.predictor, self.infer_workers, self.threads_per_worker, self.batch_size)
+
+    def infer(self, frames: Sequence[Frame], urgent: bool = False) -> Inferred:
+        """``frames`` through the model: in the pool when there is one, else in the calling thread."""
+        return self.pool.infer(frames, urgent) if self.pool else infer_here(self.predictor, frames)
 
     def run(self, source: str | os.PathLike | FrameSource, out: str | Path | None = None, overwrite: bool = False,
             keep_overlays: bool = False, steps: Sequence[Step] = ()) -> Run:
@@ -190,14 +205,14 @@ class Run:
 
     def _infer(self, batch: Batch) -> Batch:
         """The model's work and what needs no order: runs in every inference worker at once."""
-        predictor, stats = self.segmenter.predictor, self.stats
         frames = [f for f, infer in zip(batch.frames, batch.infer) if infer]
-        with stats.timed("infer"):
-            raws = predictor.forward(frames)
-        with stats.timed("postprocess"):
-            batch.found = predictor.postprocess(raws, frames)
+        inferred = self.segmenter.infer(frames, urgent=self.low_latency)
+        self.stats.add("infer", inferred.forward_seconds)
+        batch.found = inferred.found
+        with self.stats.timed("postprocess"):
             # The masks' RLE depends on nothing later steps do (tracking only adds ids): encode it here, in parallel.
             batch.masks = [encode_masks(found) if self.segmenter.config.json else None for found in batch.found]
+        self.stats.add("postprocess", inferred.postprocess_seconds)
         return batch
 
     def _in_order(self, batch: Batch) -> Batch:

@@ -36,9 +36,12 @@ class RunStats:
         try:
             yield
         finally:
-            elapsed = time.perf_counter() - started
-            with self._lock:  # inference workers time the same stage from several threads
-                self.stage_seconds[stage] += elapsed
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` of work to ``stage`` (from any thread: inference workers share stages)."""
+        with self._lock:
+            self.stage_seconds[stage] += seconds
 
     def latency_ms(self, percentile: float) -> float | None:
         return round(float(np.percentile(self.latencies, percentile)) * 1000, 2) if self.latencies else None

@@ -1,8 +1,10 @@
 """The local backend: every source in this process, on one loaded model.
 
 Each running source has a :class:`~streamseg.pipeline.Segmenter` of its own (its tracker, counters,
-latency policy and reconnects live in its run) made on the one :class:`LoadedModel`: the weights are
-loaded once and shared, read-only. Segmenters are reused from source to source. File sources queue
+latency policy and reconnects live in its run); all share one predictor and one
+:class:`~streamseg.inference.InferencePool`: the weights are loaded (and an OpenVINO graph compiled)
+once, and the process runs as many forward passes at once as one source alone would. Segmenters are
+reused from source to source. File sources queue
 for ``max_concurrent`` slots; live sources cannot wait, and all run at once, each in its thread.
 """
 
@@ -22,24 +24,30 @@ JOIN_SECONDS = 30.0  # how long an interrupted run waits for its sources to writ
 
 
 class SegmenterPool:
-    """Segmenters on one model: one is taken per running source and given back when it ends."""
+    """Segmenters on one model and one inference pool: one is taken per running source and given back
+    when it ends. The sources' forward passes share the pool's workers, live sources first, and on CUDA
+    frames of several sources go through one pass (see :mod:`streamseg.inference`)."""
 
     def __init__(self, settings: SegmentConfig):
         self.settings = settings
         first = Segmenter(settings)  # loads the model: a bad model fails here, before any source starts
         self.model = first.model
-        self._idle = [first]
+        self.inference = first.shared()
+        self._idle: list[Segmenter] = []
         self._lock = threading.Lock()
 
     def take(self) -> Segmenter:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return Segmenter(self.settings, model=self.model)
+        return Segmenter(self.settings, pool=self.inference)
 
     def give_back(self, segmenter: Segmenter) -> None:
         with self._lock:
             self._idle.append(segmenter)
+
+    def close(self) -> None:
+        self.inference.close()
 
 
 class LocalBackend:
@@ -79,6 +87,9 @@ class LocalBackend:
         finally:
             if remaining:
                 self._wind_down(threads, events, cancel, record)
+
+    def close(self) -> None:
+        self.pool.close()
 
     def _files(self, files: deque, events: queue.Queue, cancel: Cancel) -> None:
         while not cancel:
