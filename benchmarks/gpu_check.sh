@@ -2,7 +2,7 @@
 # The GPU day in one go (issue 19): CUDA tests, then the batch x streams sweep, the bench's stage table
 # and a short CUDA training, each step bounded by its own timeout so one hang does not cost the rest.
 #
-#   bash benchmarks/gpu_check.sh OUT [STEP ...]     STEP: env tests sweep bench train (default: all), or
+#   bash benchmarks/gpu_check.sh OUT [STEP ...]     STEP: env tests sweep pool bench train (default: all), or
 #                                                   r50-short and profile, the short rerun:
 #   bash benchmarks/gpu_check.sh OUT tests r50-short profile      (about 70 s on an H200, 2026-11-30)
 #
@@ -12,11 +12,11 @@
 # pytest and hypothesis but without PyAV, pycocotools or TrackEval: those come as wheels in .whl/
 # (cp312 manylinux, see docs/benchmarks.md) and are installed into a scratch folder first. Clips come
 # from .gpu/ when made beforehand (`streamseg synth` is CPU work), else are made here. Everything it
-# measures lands in OUT: run.log, env.txt, tests.log, sweep.jsonl, bench.json, train_log.jsonl.
+# measures lands in OUT: run.log, env.txt, tests.log, pool.jsonl, sweep.jsonl, bench.json, train_log.jsonl.
 set -u
 out=${1:?usage: gpu_check.sh OUT [STEP ...]}
 shift
-steps=${*:-env tests sweep bench train}
+steps=${*:-env tests pool sweep bench train}
 device=${DEVICE:-cuda}
 frames=${FRAMES:-120}
 mkdir -p "$out"
@@ -62,6 +62,12 @@ for s in $steps; do
             timeout 90 python3 benchmarks/gpu_sweep.py "$clips/$clip.mp4" --device "$device" --frames "$frames" --batches 4,8 \
                 --streams 1,2 --json "$out/sweep.jsonl"
         done ;;
+    pool)
+        # Cross-source batching (issue 17): 1, 4 and 8 live sources, one frame at a time each, passes of 1 or up to 8.
+        step pool
+        [ "$device" = cpu ] || timeout 90 python3 benchmarks/gpu_pool.py "$clips/c720.mp4" --model maskrcnn_resnet50_fpn \
+            --weights random --detections 20 --frames "$frames" --json "$out/pool.jsonl"
+        timeout 60 python3 benchmarks/gpu_pool.py "$clips/c720.mp4" --device "$device" --frames "$frames" --json "$out/pool.jsonl" ;;
     r50-short)
         # The settings that matter, for a rerun: R50-FPN at batch 4 and 8 on 2 and 4 streams.
         for clip in c720 c1080; do

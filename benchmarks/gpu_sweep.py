@@ -29,12 +29,23 @@ import torch
 
 from streamseg.bench import decode, forward_wall_seconds, pipeline_run
 from streamseg.config import build_config
-from streamseg.models import load_model
+from streamseg.models import LoadedModel, load_model
 from streamseg.pipeline import Segmenter
 
 
-def _numbers(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
+
+
+def detect_class_one(model: LoadedModel, detections: int) -> None:
+    """Make a random-weights torchvision model find ``detections`` objects a frame (see the description)."""
+    heads = model.module.roi_heads
+    heads.detections_per_img = detections
+    with torch.no_grad():
+        heads.box_predictor.cls_score.weight.zero_()
+        heads.box_predictor.cls_score.bias.fill_(-10.0)
+        heads.box_predictor.cls_score.bias[0] = 0.0  # background
+        heads.box_predictor.cls_score.bias[1] = 0.5  # softmax: 0.62 for class 1, the rest below 1e-4
 
 
 def main() -> None:
@@ -44,8 +55,8 @@ def main() -> None:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--frames", type=int, default=150)
-    parser.add_argument("--batches", type=_numbers, default=[1, 4, 8])
-    parser.add_argument("--streams", type=_numbers, default=[1, 2, 4])
+    parser.add_argument("--batches", type=int_list, default=[1, 4, 8])
+    parser.add_argument("--streams", type=int_list, default=[1, 2, 4])
     parser.add_argument("--detections", type=int, default=None, help="keep this many per frame at threshold 0")
     parser.add_argument("--no-video", action="store_true", help="no overlay video (JSONL only): what rendering costs")
     parser.add_argument("--json", type=Path, required=True)
@@ -54,13 +65,7 @@ def main() -> None:
     model = load_model(args.model, args.weights, args.device)
     options = {}
     if args.detections is not None:
-        heads = model.module.roi_heads
-        heads.detections_per_img = args.detections
-        with torch.no_grad():
-            heads.box_predictor.cls_score.weight.zero_()
-            heads.box_predictor.cls_score.bias.fill_(-10.0)
-            heads.box_predictor.cls_score.bias[0] = 0.0  # background
-            heads.box_predictor.cls_score.bias[1] = 0.5  # softmax: 0.62 for class 1, the rest below 1e-4
+        detect_class_one(model, args.detections)
     frames, _, info = decode(args.clip, args.frames, 0.0)
     for batch in args.batches:
         for streams in args.streams:

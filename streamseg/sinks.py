@@ -28,8 +28,8 @@ KEYFRAME_INTERVAL = 2.0
 # When the input has no clock of its own: MPEG's 90 kHz, fine enough for any frame rate.
 DEFAULT_TIME_BASE = Fraction(1, 90000)
 # On this few CPUs x264 encodes in one thread. Its default (1.5 threads a core) cost 18-21 ms of CPU a 1080p frame
-# on 2 cores against 14-16 ms in one thread, same bytes and quality; the other stages need those CPUs. One thread
-# encodes ~70 1080p frames a second there, more than a CPU model reaches on so few cores; more CPUs keep the default.
+# on 2 cores against 14-16 ms in one thread, same size and PSNR; the other stages need those CPUs. One thread
+# encodes 60-70 1080p frames a second there, more than a CPU model reaches on so few cores; more CPUs keep the default.
 SINGLE_THREAD_CPUS = 4
 # Only steers rate control and keyframe spacing when the frame rate is unknown; timestamps come from the frames.
 DEFAULT_FPS = 30.0
