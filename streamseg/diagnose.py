@@ -8,6 +8,8 @@ what is left is sorted into the causes a model author can act on:
 - ``wrong_class``: IoU >= 0.5 with an unmatched object of another class (the object counts as found);
 - ``duplicate``: IoU >= 0.5 only with objects already matched (the same object reported again);
 - ``poor_mask``: the right place roughly (0.1 <= IoU < 0.5 with some object) but not the right pixels;
+- ``faint``: on an object too faint to be ground truth (the GT's ``ignore`` parts: half of the
+  detection or more lies on one), which AP ignores too;
 - ``background``: IoU < 0.1 with every object: a shape seen where there is none.
 
 True objects nobody found are ``missed``, split by COCO's size bins and by whether another object's
@@ -35,7 +37,7 @@ class Breakdown:
     """Counts of each bin; ``confusions`` maps "true -> predicted" class pairs to counts."""
 
     predictions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("correct", "wrong_class", "duplicate", "poor_mask", "background"), 0))
+        ("correct", "wrong_class", "duplicate", "poor_mask", "faint", "background"), 0))
     missed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("small", "medium", "large", "overlapped", "alone"), 0))
     confusions: dict[str, int] = field(default_factory=dict)
@@ -54,10 +56,11 @@ def error_breakdown(pred_path: str | Path, gt_path: str | Path) -> Breakdown:
     true_count, pred_count, missed_count, confusions = Counter(), Counter(), Counter(), Counter()
     for frame in sorted(gt.keys() | pred.keys()):
         objects = gt[frame]["instances"] if frame in gt else []
+        faint = gt[frame].get("ignore", []) if frame in gt else []
         found = sorted(pred[frame]["instances"], key=lambda o: -float(o["score"])) if frame in pred else []
         true_count.update(str(o["label"]) for o in objects)
         pred_count.update(str(o["label"]) for o in found)
-        matched = _match_frame(found, objects, result.predictions, confusions)
+        matched = _match_frame(found, objects, faint, result.predictions, confusions)
         for index in np.flatnonzero(~matched):
             _count_miss(objects, int(index), result.missed)
             missed_count[str(objects[index]["label"])] += 1
@@ -74,16 +77,16 @@ def _rles(instances: list[dict]) -> list[dict]:
     return [{"size": list(o["mask"]["size"]), "counts": o["mask"]["counts"].encode("ascii")} for o in instances]
 
 
-def _match_frame(found: list[dict], objects: list[dict], bins: dict[str, int], confusions: Counter) -> np.ndarray:
+def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins: dict[str, int],
+                 confusions: Counter) -> np.ndarray:
     """Bin each of ``found`` (surest first); returns which of ``objects`` were found."""
     matched = np.zeros(len(objects), bool)
     if not found:
         return matched
-    if not objects:
-        bins["background"] += len(found)
-        return matched
-    ious = np.asarray(mask_utils.iou(_rles(found), _rles(objects), [0] * len(objects))).reshape(len(found), len(objects))
-    same_class = np.array([[f["label"] == o["label"] for o in objects] for f in found])
+    ious = _ious(found, objects)
+    # A faint part is scored as COCO scores a crowd region: the share of the detection lying on it.
+    on_faint = (_ious(found, faint, crowd=True) >= MATCH_IOU).any(axis=1)
+    same_class = np.array([[f["label"] == o["label"] for o in objects] for f in found], bool).reshape(ious.shape)
     for i, prediction in enumerate(found):
         free = ~matched & (ious[i] >= MATCH_IOU)
         if (free & same_class[i]).any():
@@ -98,9 +101,19 @@ def _match_frame(found: list[dict], objects: list[dict], bins: dict[str, int], c
             bins["duplicate"] += 1
         elif (ious[i] >= NEAR_IOU).any():
             bins["poor_mask"] += 1
+        elif on_faint[i]:
+            bins["faint"] += 1
         else:
             bins["background"] += 1
     return matched
+
+
+def _ious(found: list[dict], objects: list[dict], crowd: bool = False) -> np.ndarray:
+    """(len(found), len(objects)) mask IoUs; with ``crowd``, intersection over the detection's area."""
+    if not objects:
+        return np.zeros((len(found), 0))
+    ious = mask_utils.iou(_rles(found), _rles(objects), [int(crowd)] * len(objects))
+    return np.asarray(ious).reshape(len(found), len(objects))
 
 
 def _count_miss(objects: list[dict], index: int, missed: dict[str, int]) -> None:

@@ -34,6 +34,9 @@ def evaluate_detections(pred_path: str | Path, gt_path: str | Path) -> dict:
     (its objects are misses), a predicted frame absent from GT has no objects (its detections are
     false positives). So predictions from a run with ``stride`` > 1 are penalised for skipped frames.
 
+    A ground-truth frame's ``ignore`` parts (objects under the synthetic world's visibility floor) are
+    COCO crowd regions: a detection on one is neither a hit nor a false positive.
+
     Classes are matched by label, not by class id, so a model whose class list is ordered differently
     from the GT's is still scored fairly. As in COCO, a class with no GT instance has no AP (its
     detections do not count against the overall AP) and is reported with ``None``.
@@ -63,9 +66,9 @@ def evaluate_detections(pred_path: str | Path, gt_path: str | Path) -> dict:
 
     gt_objects = _objects(gt, image_ids, category_ids)
     pred_objects = _objects(pred, image_ids, category_ids)
-    gt_counts = Counter(o["category_id"] for o in gt_objects)
+    gt_counts = Counter(o["category_id"] for o in gt_objects if not o["iscrowd"])
     pred_counts = Counter(o["category_id"] for o in pred_objects)
-    metrics: dict = {"frames": len(images), "gt_instances": len(gt_objects), "pred_instances": len(pred_objects)}
+    metrics: dict = {"frames": len(images), "gt_instances": gt_counts.total(), "pred_instances": len(pred_objects)}
     per_class: dict[str, dict] = {
         c["name"]: {"gt_instances": gt_counts[c["id"]], "pred_instances": pred_counts[c["id"]]} for c in categories
     }
@@ -102,17 +105,20 @@ def _labels_in_order(records: list[dict]) -> list[str]:
     """Every label in the records, ordered by the smallest class id it comes with (then by name)."""
     first_id: dict[str, int] = {}
     for record in records:
-        for obj in record["instances"]:
+        for obj in [*record["instances"], *record.get("ignore", [])]:
             label = str(obj["label"])
             first_id[label] = min(first_id.get(label, obj["class_id"]), obj["class_id"])
     return sorted(first_id, key=lambda label: (first_id[label], label))
 
 
 def _objects(frames: dict[int, dict], image_ids: dict[int, int], category_ids: dict[str, int]) -> list[dict]:
-    """COCO annotations of every instance; ids start at 1 because COCOeval takes 0 for "unmatched"."""
+    """COCO annotations of every instance; ids start at 1 because COCOeval takes 0 for "unmatched".
+
+    A ground-truth record's ``ignore`` parts (objects too faint to be ground truth) become crowd
+    regions: COCOeval ignores a detection that falls on one, and missing one costs nothing."""
     objects = []
     for frame, record in frames.items():
-        for obj in record["instances"]:
+        for obj, crowd in [*((o, 0) for o in record["instances"]), *((o, 1) for o in record.get("ignore", []))]:
             x0, y0, x1, y1 = (float(v) for v in obj["box"])
             rle = {"size": list(obj["mask"]["size"]), "counts": obj["mask"]["counts"].encode("ascii")}
             objects.append(
@@ -124,7 +130,7 @@ def _objects(frames: dict[int, dict], image_ids: dict[int, int], category_ids: d
                     "segmentation": rle,
                     "area": float(mask_utils.area(rle)),
                     "score": float(obj.get("score", 1.0)),
-                    "iscrowd": 0,
+                    "iscrowd": crowd,
                 }
             )
     return objects
@@ -143,11 +149,11 @@ def _average_precision(
 ) -> tuple[dict, dict[int, dict]]:
     """(overall {"ap", "ap50", "ap75"}, the same per category id); None where there is no GT."""
     nothing = {"ap": None, "ap50": None, "ap75": None}
-    if not gt_objects:
+    if not any(not o["iscrowd"] for o in gt_objects):
         return nothing, {c["id"]: dict(nothing) for c in categories}
     if not pred_objects:  # COCOeval cannot load an empty result set; no detections is simply AP 0
         zero = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
-        present = {o["category_id"] for o in gt_objects}
+        present = {o["category_id"] for o in gt_objects if not o["iscrowd"]}
         return zero, {c["id"]: dict(zero if c["id"] in present else nothing) for c in categories}
 
     if iou_type == "bbox":

@@ -20,7 +20,8 @@ from .instances import Instances
 
 CLASS_NAMES = ("__background__", "circle", "rectangle", "triangle")
 MIN_SIZE, MAX_SIZE = 12, 140
-# Slivers smaller than this after occlusion are not ground truth: no one could segment them.
+# Slivers smaller than this after occlusion are not ground truth: no one could segment them. They are kept apart
+# (Scene.faint) so that an evaluation can ignore a detection of one instead of calling it a false one.
 MIN_VISIBLE_AREA = 30
 
 
@@ -157,8 +158,19 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return image.astype(np.uint8)
 
 
-def paint(backdrop: np.ndarray, shapes: list[Shape], frame_index: int = 0, time: float = 0.0) -> tuple[np.ndarray, Instances]:
-    """Paint ``shapes`` back to front over ``backdrop``; GT is each visible part, front first."""
+@dataclass
+class Scene:
+    """A painted frame: the picture, its ground truth (each visible part of at least MIN_VISIBLE_AREA
+    pixels, front first) and the ``faint`` parts under that floor, which are in the picture but in no
+    ground truth (COCO would call them crowd regions: a detection there is neither right nor wrong)."""
+
+    image: np.ndarray
+    truth: Instances
+    faint: Instances
+
+
+def paint(backdrop: np.ndarray, shapes: list[Shape], frame_index: int = 0, time: float = 0.0) -> Scene:
+    """Paint ``shapes`` back to front over ``backdrop``; the truth is each visible part, front first."""
     height, width = backdrop.shape[:2]
     image = backdrop.copy()
     masks = [s.mask(height, width) for s in shapes]
@@ -170,26 +182,31 @@ def paint(backdrop: np.ndarray, shapes: list[Shape], frame_index: int = 0, time:
         pattern_rng = np.random.default_rng(shape.texture_seed)
         fill = _texture(pattern_rng, y1 - y0, x1 - x0, shape.texture, shape.colors, shape.texture_scale)
         image[y0:y1, x0:x1][mask[y0:y1, x0:x1]] = fill[mask[y0:y1, x0:x1]]
-    visible, covered = [], np.zeros((height, width), bool)
+    visible, faint, covered = [], [], np.zeros((height, width), bool)
     for shape, mask in zip(reversed(shapes), reversed(masks)):
         part = mask & ~covered
         covered |= mask
-        if part.sum() >= MIN_VISIBLE_AREA:
-            visible.append((shape, part))
+        area = part.sum()
+        if area:
+            (visible if area >= MIN_VISIBLE_AREA else faint).append((shape, part))
+    return Scene(image, _parts(visible, frame_index, time, height, width), _parts(faint, frame_index, time, height, width))
+
+
+def _parts(parts: list[tuple[Shape, np.ndarray]], frame_index: int, time: float, height: int, width: int) -> Instances:
+    """Instances of the shapes' visible ``parts`` (full-frame masks), boxes tight around them."""
     boxes = []
-    for _, part in visible:
+    for _, part in parts:
         ys, xs = np.nonzero(part)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    gt = Instances.from_masks(
+    return Instances.from_masks(
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
-        scores=np.ones(len(visible), np.float32),
-        class_ids=np.array([s.class_id for s, _ in visible], np.int64),
-        masks=np.stack([p for _, p in visible]) if visible else np.zeros((0, height, width), bool),
+        scores=np.ones(len(parts), np.float32),
+        class_ids=np.array([s.class_id for s, _ in parts], np.int64),
+        masks=np.stack([p for _, p in parts]) if parts else np.zeros((0, height, width), bool),
         frame_index=frame_index,
         time=time,
-        track_ids=np.array([s.track_id for s, _ in visible], np.int64),
+        track_ids=np.array([s.track_id for s, _ in parts], np.int64),
     )
-    return image, gt
 
 
 def degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -231,5 +248,5 @@ def random_scene(rng: np.random.Generator, height: int = 360, width: int = 640, 
         random_shape(rng, i, float(rng.uniform(-margin, width + margin)), float(rng.uniform(-margin, height + margin)), 0.0)
         for i in range(count)
     ]
-    image, gt = paint(background(rng, height, width), shapes)
-    return degrade(rng, image), gt
+    scene = paint(background(rng, height, width), shapes)
+    return degrade(rng, scene.image), scene.truth

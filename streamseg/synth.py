@@ -25,6 +25,7 @@ from .shapes import (  # noqa: F401 - the painting's names, also read from here
     CLASS_NAMES,
     MAX_SIZE,
     MIN_VISIBLE_AREA,
+    Scene,
     Shape,
     background,
     paint,
@@ -115,6 +116,12 @@ class World:
         return shape
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, Instances]]:
+        """(picture, ground truth) of each frame."""
+        for scene in self.scenes():
+            yield scene.image, scene.truth
+
+    def scenes(self) -> Iterator[Scene]:
+        """Each frame as a :class:`~streamseg.shapes.Scene`: with the faint parts the truth leaves out."""
         index = 0
         while True:
             yield paint(self.backdrop, self.shapes, index, index / self.fps)
@@ -172,9 +179,10 @@ def write_clip(
     counter = LineZoneCounter(parse_lines([line]), [], CLASS_NAMES)
     unique: dict[str, set] = {}
     with VideoWriter(path, width, height, 1 / rate, float(rate)) as video, JsonlWriter(gt_path) as jsonl:
-        for index, (image, gt) in zip(range(frames), world):
-            video.write(image, index, gt.time)
-            jsonl.write(instances_to_record(gt, CLASS_NAMES))
+        for index, scene in zip(range(frames), world.scenes()):
+            gt = scene.truth
+            video.write(scene.image, index, gt.time)
+            jsonl.write(ground_truth_record(scene))
             counter.update(gt)
             for track_id, class_id in zip(gt.track_ids.tolist(), gt.class_ids.tolist()):
                 unique.setdefault(CLASS_NAMES[class_id], set()).add(track_id)
@@ -182,6 +190,15 @@ def write_clip(
     summary = {"scenario": scenario, "seed": seed, "frames": frames, "objects": objects, "line": line, "counts": counts}
     write_json_atomic(path.with_name(path.stem + ".gt.summary.json"), summary)
     return gt_path
+
+
+def ground_truth_record(scene: Scene) -> dict:
+    """A frame's ground-truth record: the truth as ``instances``, and its faint parts, if any, as ``ignore``
+    (docs/format.md): ``streamseg eval`` neither rewards nor penalises a detection of one."""
+    record = instances_to_record(scene.truth, CLASS_NAMES)
+    if len(scene.faint):
+        record["ignore"] = instances_to_record(scene.faint, CLASS_NAMES)["instances"]
+    return record
 
 
 def centre_line(width: int, height: int) -> str:

@@ -18,9 +18,11 @@ def _object(label, x0, y0, x1, y1, score=1.0):
             "box": [x0, y0, x1, y1], "mask": {"size": [H, W], "counts": rle["counts"].decode("ascii")}}
 
 
-def _write(path, frames):
-    path.write_text("".join(json.dumps({"frame": i, "time": i / 30, "width": W, "height": H, "instances": objs}) + "\n"
-                            for i, objs in enumerate(frames)))
+def _write(path, frames, ignore=None):
+    """Frame records of ``frames`` (lists of objects); ``ignore``: {frame: faint parts} for ground truth."""
+    records = [{"frame": i, "time": i / 30, "width": W, "height": H, "instances": objs,
+                **({"ignore": ignore[i]} if ignore and i in ignore else {})} for i, objs in enumerate(frames)]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
 
 
@@ -28,21 +30,23 @@ def test_every_prediction_and_miss_lands_in_its_bin(tmp_path):
     gt = _write(tmp_path / "gt.jsonl", [
         [_object("circle", 10, 10, 50, 50), _object("rectangle", 100, 10, 150, 60), _object("triangle", 160, 70, 170, 80)],
         [_object("circle", 10, 10, 50, 50), _object("circle", 45, 40, 60, 55)],
-    ])
+    ], ignore={0: [_object("triangle", 180, 80, 186, 85)]})  # a sliver too faint to be ground truth
     pred = _write(tmp_path / "pred.jsonl", [
         [_object("circle", 10, 10, 50, 50, 0.9),      # correct
          _object("circle", 11, 10, 50, 50, 0.8),      # the same circle again: duplicate
          _object("circle", 100, 10, 150, 60, 0.7),    # the rectangle, called a circle: wrong class
-         _object("triangle", 60, 70, 90, 95, 0.6)],   # nothing there: background
+         _object("triangle", 60, 70, 90, 95, 0.6),    # nothing there: background
+         _object("triangle", 179, 79, 187, 86, 0.5)],  # on the faint sliver (30 of its 56 pixels): faint
         [_object("circle", 10, 10, 30, 30, 0.9)],     # a quarter of the circle: poor mask; both circles missed
     ])
     found = error_breakdown(pred, gt)
-    assert found.predictions == {"correct": 1, "wrong_class": 1, "duplicate": 1, "poor_mask": 1, "background": 1}
+    assert found.predictions == {"correct": 1, "wrong_class": 1, "duplicate": 1, "poor_mask": 1, "faint": 1,
+                                 "background": 1}
     # missed: the 10x10 triangle (alone), and in frame 1 both circles, whose boxes overlap
     assert found.missed == {"small": 2, "medium": 1, "large": 0, "overlapped": 2, "alone": 1}
     assert found.confusions == {"rectangle -> circle": 1}
     assert found.per_class["circle"] == {"true": 3, "predicted": 4, "ratio": 1.333, "missed": 2}
-    assert (found.gt_instances, found.pred_instances) == (5, 5)
+    assert (found.gt_instances, found.pred_instances) == (5, 6)
     assert "1 background" in format_breakdown(found)
 
 

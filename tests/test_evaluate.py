@@ -101,6 +101,28 @@ def test_prediction_only_frame_adds_false_positives(tmp_path, gt_path, gt_record
     assert metrics["mask_ap"] > 0.3  # every object is still found
 
 
+def test_detections_of_ignored_faint_objects_neither_count_nor_cost(tmp_path, gt_records):
+    # A ground-truth frame's "ignore" parts are crowd regions: the surest detection, of an object listed there,
+    # costs nothing; the same detection against ground truth that does not list the object is a false positive.
+    busiest = max(gt_records, key=lambda r: len(r["instances"]))
+    sliver = busiest["instances"][0]
+    pred = _write(tmp_path / "pred.jsonl", [dict(r, instances=[dict(o, score=0.99 if o is sliver else 0.8)
+                                                               for o in r["instances"]]) for r in gt_records])
+
+    def without_sliver(ignore: bool) -> list[dict]:
+        records = []
+        for r in gt_records:
+            rest = [o for o in r["instances"] if o is not sliver]
+            records.append(dict(r, instances=rest, **({"ignore": [sliver]} if ignore and r is busiest else {})))
+        return records
+
+    ignored = evaluate_detections(pred, _write(tmp_path / "ignored.jsonl", without_sliver(ignore=True)))
+    unlisted = evaluate_detections(pred, _write(tmp_path / "unlisted.jsonl", without_sliver(ignore=False)))
+    assert ignored["mask_ap"] == pytest.approx(1.0) and ignored["box_ap"] == pytest.approx(1.0)
+    assert ignored["gt_instances"] == unlisted["gt_instances"] == sum(len(r["instances"]) for r in gt_records) - 1
+    assert unlisted["mask_ap"] < 0.99 and unlisted["box_ap"] < 0.99  # one false positive, surest of all
+
+
 def test_truncated_last_prediction_line_is_tolerated(tmp_path, gt_path, gt_records):
     text = "".join(dumps(r) + "\n" for r in gt_records)
     last = dumps(gt_records[-1])

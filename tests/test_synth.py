@@ -82,6 +82,22 @@ def test_write_clip_writes_video_and_matching_gt(tmp_path):
         assert np.array_equal(record_to_instances(record).masks, gt.masks)
 
 
+def test_faint_parts_are_kept_apart_from_the_truth_and_written_as_ignore(tmp_path):
+    # Parts under the visibility floor are in the picture but not the truth; the GT file lists them as "ignore".
+    scenes = [scene for _, scene in zip(range(60), World(seed=1000, objects=8).scenes())]
+    faint = [scene.faint for scene in scenes if len(scene.faint)]
+    assert faint, "a busy minute of this world has slivers under the floor"
+    for scene in scenes:
+        assert ((scene.faint.areas > 0) & (scene.faint.areas < MIN_VISIBLE_AREA)).all()
+        assert not set(scene.faint.track_ids.tolist()) & set(scene.truth.track_ids.tolist())
+        assert not (scene.faint.masks.any(axis=0) & scene.truth.masks.any(axis=0)).any()  # visible parts: disjoint
+    records = list(read_records(write_clip(tmp_path / "clip.mp4", frames=60, seed=1000, objects=8)))
+    for record, scene in zip(records, scenes):
+        ignore = record.get("ignore", [])
+        assert [o["id"] for o in ignore] == scene.faint.track_ids.tolist()
+        assert [o["id"] for o in record["instances"]] == scene.truth.track_ids.tolist()
+
+
 def _centroids_by_id(frames):
     """track id -> [(frame index, cx, cy)] over the visible frames."""
     seen = {}
