@@ -8,8 +8,8 @@ what is left is sorted into the causes a model author can act on:
 - ``wrong_class``: IoU >= 0.5 with an unmatched object of another class (the object counts as found);
 - ``duplicate``: IoU >= 0.5 only with objects already matched (the same object reported again);
 - ``poor_mask``: the right place roughly (0.1 <= IoU < 0.5 with some object) but not the right pixels;
-- ``faint``: on an object too faint to be ground truth (the GT's ``ignore`` parts: half of the
-  detection or more lies on one), which AP ignores too;
+- ``faint``: on an object too faint to be ground truth (half of the detection or more lies on one of
+  the GT's ``ignore`` regions, grown as :func:`~streamseg.evaluate.ignore_regions` grows them for AP);
 - ``background``: IoU < 0.1 with every object: a shape seen where there is none.
 
 True objects nobody found are ``missed``, split by COCO's size bins and by whether another object's
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .evaluate import frames_by_index
+from .evaluate import frames_by_index, ignore_regions
 
 MATCH_IOU = 0.5
 NEAR_IOU = 0.1
@@ -41,7 +41,8 @@ class Breakdown:
     missed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("small", "medium", "large", "overlapped", "alone"), 0))
     confusions: dict[str, int] = field(default_factory=dict)
-    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # true, predicted, ratio, missed
+    # true, predicted, faint (of the predicted), ratio (predicted but faint over true), missed
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     gt_instances: int = 0
     pred_instances: int = 0
 
@@ -53,23 +54,25 @@ def error_breakdown(pred_path: str | Path, gt_path: str | Path) -> Breakdown:
     """Sort every prediction of ``pred_path`` and every object of ``gt_path`` (frame records) into bins."""
     gt, pred = frames_by_index(gt_path), frames_by_index(pred_path)
     result = Breakdown()
-    true_count, pred_count, missed_count, confusions = Counter(), Counter(), Counter(), Counter()
+    true_count, pred_count, missed_count, faint_count, confusions = Counter(), Counter(), Counter(), Counter(), Counter()
     for frame in sorted(gt.keys() | pred.keys()):
         objects = gt[frame]["instances"] if frame in gt else []
-        faint = gt[frame].get("ignore", []) if frame in gt else []
+        faint = ignore_regions(gt[frame]) if frame in gt else []
         found = sorted(pred[frame]["instances"], key=lambda o: -float(o["score"])) if frame in pred else []
         true_count.update(str(o["label"]) for o in objects)
         pred_count.update(str(o["label"]) for o in found)
-        matched = _match_frame(found, objects, faint, result.predictions, confusions)
+        matched, on_faint = _match_frame(found, objects, faint, result.predictions, confusions)
+        faint_count.update(on_faint)
         for index in np.flatnonzero(~matched):
             _count_miss(objects, int(index), result.missed)
             missed_count[str(objects[index]["label"])] += 1
     result.gt_instances, result.pred_instances = sum(true_count.values()), sum(pred_count.values())
     result.confusions = dict(confusions.most_common())
     for label in sorted(true_count.keys() | pred_count.keys()):
-        ratio = pred_count[label] / true_count[label] if true_count[label] else None
+        ratio = (pred_count[label] - faint_count[label]) / true_count[label] if true_count[label] else None
         result.per_class[label] = {"true": true_count[label], "predicted": pred_count[label],
-                                   "ratio": None if ratio is None else round(ratio, 3), "missed": missed_count[label]}
+                                   "faint": faint_count[label], "ratio": None if ratio is None else round(ratio, 3),
+                                   "missed": missed_count[label]}
     return result
 
 
@@ -78,11 +81,13 @@ def _rles(instances: list[dict]) -> list[dict]:
 
 
 def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins: dict[str, int],
-                 confusions: Counter) -> np.ndarray:
-    """Bin each of ``found`` (surest first); returns which of ``objects`` were found."""
+                 confusions: Counter) -> tuple[np.ndarray, list[str]]:
+    """Bin each of ``found`` (surest first); returns which of ``objects`` were found, and the labels of
+    the predictions binned as faint."""
     matched = np.zeros(len(objects), bool)
+    faint_labels: list[str] = []
     if not found:
-        return matched
+        return matched, faint_labels
     ious = _ious(found, objects)
     # A faint part is scored as COCO scores a crowd region: the share of the detection lying on it.
     on_faint = (_ious(found, faint, crowd=True) >= MATCH_IOU).any(axis=1)
@@ -103,9 +108,10 @@ def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins
             bins["poor_mask"] += 1
         elif on_faint[i]:
             bins["faint"] += 1
+            faint_labels.append(str(prediction["label"]))
         else:
             bins["background"] += 1
-    return matched
+    return matched, faint_labels
 
 
 def _ious(found: list[dict], objects: list[dict], crowd: bool = False) -> np.ndarray:
@@ -135,5 +141,6 @@ def format_breakdown(breakdown: Breakdown) -> str:
     if breakdown.confusions:
         lines.append("wrong class (true -> predicted): " + ", ".join(f"{k} {n}" for k, n in breakdown.confusions.items()))
     lines.append("predicted / true per class: " + ", ".join(
-        f"{label} {c['predicted']}/{c['true']}" for label, c in breakdown.per_class.items()))
+        f"{label} {c['predicted']}/{c['true']}" + (f" ({c['faint']} faint)" if c["faint"] else "")
+        for label, c in breakdown.per_class.items()))
     return "\n".join(lines)

@@ -45,7 +45,9 @@ def test_every_prediction_and_miss_lands_in_its_bin(tmp_path):
     # missed: the 10x10 triangle (alone), and in frame 1 both circles, whose boxes overlap
     assert found.missed == {"small": 2, "medium": 1, "large": 0, "overlapped": 2, "alone": 1}
     assert found.confusions == {"rectangle -> circle": 1}
-    assert found.per_class["circle"] == {"true": 3, "predicted": 4, "ratio": 1.333, "missed": 2}
+    assert found.per_class["circle"] == {"true": 3, "predicted": 4, "faint": 0, "ratio": 1.333, "missed": 2}
+    # the triangle on the sliver is predicted but not counted against the ratio: 1 of 2 over 1 true
+    assert found.per_class["triangle"] == {"true": 1, "predicted": 2, "faint": 1, "ratio": 1.0, "missed": 1}
     assert (found.gt_instances, found.pred_instances) == (5, 6)
     assert "1 background" in format_breakdown(found)
 

@@ -128,7 +128,7 @@ def evaluate(
     pred: Path = typer.Argument(..., help="Predicted frames.jsonl."),
     gt: Path = typer.Argument(..., help="Ground truth in the same schema (e.g. clip.gt.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
-    breakdown: bool = typer.Option(False, "--breakdown", help="Also sort every prediction (correct, wrong class, duplicate, poor mask, background) and every missed object (by size, overlapped or alone)."),
+    breakdown: bool = typer.Option(False, "--breakdown", help="Also sort every prediction (correct, wrong class, duplicate, poor mask, on a faint object the ground truth ignores, background) and every missed object (by size, overlapped or alone)."),
 ) -> None:
     """Box and mask AP of PRED against GT (COCO metrics, each frame an image); with track ids in GT, also
     HOTA, DetA, AssA, IDF1, MOTA and ID switches (TrackEval) on masks and boxes, and unique counts."""
