@@ -11,13 +11,12 @@ with 8, frames of sources waiting together go through one pass. Prints one JSON 
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
 from pathlib import Path
 
-from gpu_sweep import int_list, detect_class_one
+from gpu_sweep import detect_class_one, int_list, model_arguments
 
 from streamseg.bench import decode
 from streamseg.engine import Predictor
@@ -46,16 +45,10 @@ def measure(predictor: Predictor, frames: list, sources: int, max_batch: int, wo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("clip")
-    parser.add_argument("--model", default="shapes")
-    parser.add_argument("--weights", default=None)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--frames", type=int, default=160)
+    parser = model_arguments(__doc__, 160)
     parser.add_argument("--sources", type=int_list, default=[1, 4, 8])
     parser.add_argument("--max-batch", type=int_list, default=[1, 8])
     parser.add_argument("--workers", type=int, default=2, help="pool workers (CUDA streams)")
-    parser.add_argument("--detections", type=int, default=None, help="as gpu_sweep.py's")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 

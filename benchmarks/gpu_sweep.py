@@ -48,16 +48,22 @@ def detect_class_one(model: LoadedModel, detections: int) -> None:
         heads.box_predictor.cls_score.bias[1] = 0.5  # softmax: 0.62 for class 1, the rest below 1e-4
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_arguments(description: str, frames: int) -> argparse.ArgumentParser:
+    """A parser with what every GPU script takes: the clip, the model and its device, frames, --detections."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clip")
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--frames", type=int, default=frames)
+    parser.add_argument("--detections", type=int, default=None, help="keep this many per frame at threshold 0")
+    return parser
+
+
+def main() -> None:
+    parser = model_arguments(__doc__, 150)
     parser.add_argument("--batches", type=int_list, default=[1, 4, 8])
     parser.add_argument("--streams", type=int_list, default=[1, 2, 4])
-    parser.add_argument("--detections", type=int, default=None, help="keep this many per frame at threshold 0")
     parser.add_argument("--no-video", action="store_true", help="no overlay video (JSONL only): what rendering costs")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
