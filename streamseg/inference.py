@@ -112,7 +112,7 @@ class InferencePool:
             frames = [frame for request in requests for frame in request.frames]
             try:
                 inferred = infer_here(self.predictor, frames)
-            except Exception as exc:  # the asking runs report it, as if they had run it themselves
+            except BaseException as exc:  # noqa: BLE001 - the asking runs raise it, as if they had run it themselves
                 for request in requests:
                     request.error = exc
                     request.done.set()
