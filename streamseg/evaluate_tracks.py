@@ -4,7 +4,9 @@ TrackEval computes the metrics; this module only builds what its metric classes 
 the GT ids, the predicted ids and their similarity. Similarity is mask IoU (MOTS-style) or box IoU,
 set to zero across different labels so an object tracked under the wrong class is not a match.
 Predictions without an id (tracking off, or a detection not yet confirmed) are not tracks and are
-left out, as a MOT submission would leave them out.
+left out, as a MOT submission would leave them out. So are predictions of objects too faint to be
+ground truth (on one of a GT frame's ``ignore`` regions and on no true object), as TrackEval's own
+MOT17 preprocessing removes detections of distractors and COCO's crowd rule ignores them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pycocotools import mask as mask_utils
 from rich.table import Table
 
 from .errors import InputError
+from .evaluate import ignore_regions
 from .formats import read_records
+
+FAINT_SHARE = 0.5  # at least this share of a prediction on an ignore region makes it a detection of that object
 
 METRIC_KEYS = ("hota", "deta", "assa", "idf1", "mota", "id_switches")
 
@@ -30,15 +35,18 @@ def evaluate_tracking(pred_path: str | Path, gt_path: str | Path) -> dict | None
     None when the GT has no track ids (nothing to measure tracking against). ``unique_counts`` gives
     per label the number of distinct GT ids and predicted ids.
     """
-    gt = {int(r["frame"]): r["instances"] for r in read_records(gt_path)}
+    gt_records = {int(r["frame"]): r for r in read_records(gt_path)}
     pred = {int(r["frame"]): r["instances"] for r in read_records(pred_path)}
-    if not gt:
+    if not gt_records:
         raise InputError(f"{gt_path}: no frame records to evaluate against")
+    gt = {frame: record["instances"] for frame, record in gt_records.items()}
     if not any(o.get("id") is not None for objects in gt.values() for o in objects):
         return None
     frames = sorted(gt.keys() | pred.keys())
     gt_frames = [[o for o in gt.get(f, []) if o.get("id") is not None] for f in frames]
-    pred_frames = [[o for o in pred.get(f, []) if o.get("id") is not None] for f in frames]
+    pred_frames = [_off_faint([o for o in pred.get(f, []) if o.get("id") is not None], true,
+                              ignore_regions(gt_records[f]) if f in gt_records else [])
+                   for f, true in zip(frames, gt_frames)]
     result = _metrics(gt_frames, pred_frames, _mask_iou)
     result["box"] = _metrics(gt_frames, pred_frames, _box_iou)
     result["unique_counts"] = _unique_counts(gt_frames, pred_frames)
@@ -83,6 +91,19 @@ def _trackeval_data(gt_frames: list[list[dict]], pred_frames: list[list[dict]], 
         num_tracker_dets=sum(len(ids) for ids in data["tracker_ids"]),
     )
     return data
+
+
+def _off_faint(pred_objects: list[dict], gt_objects: list[dict], faint: list[dict]) -> list[dict]:
+    """``pred_objects`` but those lying on a faint object (``faint``: the frame's grown ignore regions)
+    and on no true object."""
+    if not faint or not pred_objects:
+        return pred_objects
+    rles = [[{"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()} for o in group]
+            for group in (pred_objects, faint)]
+    on_faint = np.asarray(mask_utils.iou(rles[0], rles[1], [1] * len(faint))).reshape(len(pred_objects), -1)
+    on_true = _mask_iou(gt_objects, pred_objects).max(axis=0, initial=0.0)
+    return [o for o, share, true in zip(pred_objects, on_faint.max(axis=1), on_true)
+            if share < FAINT_SHARE or true >= FAINT_SHARE]
 
 
 def _mask_iou(gt_objects: list[dict], pred_objects: list[dict]) -> np.ndarray:

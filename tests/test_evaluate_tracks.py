@@ -51,6 +51,27 @@ def test_untracked_and_mislabelled_detections_are_not_matches(gt, tmp_path):
     assert "hexagon" in metrics["unique_counts"]
 
 
+def test_tracks_of_objects_too_faint_to_be_ground_truth_are_left_out(gt, tmp_path):
+    # One object made "faint" in the ground truth (moved to its ignore regions): a tracker that follows it
+    # is neither rewarded nor penalised; without the ignore regions the same track is a false positive.
+    records = list(read_records(gt))
+    faint_id = records[0]["instances"][0]["id"]
+    faint_gt, unlisted_gt = [], []
+    for record in records:
+        rest = [o for o in record["instances"] if o["id"] != faint_id]
+        sliver = [o for o in record["instances"] if o["id"] == faint_id]
+        faint_gt.append({**record, "instances": rest, **({"ignore": sliver} if sliver else {})})
+        unlisted_gt.append({**record, "instances": rest})
+    pred = write(tmp_path / "pred.jsonl", records)  # the true tracks, the faint object's included
+    ignored = evaluate_tracking(pred, write(tmp_path / "faint.jsonl", faint_gt))
+    unlisted = evaluate_tracking(pred, write(tmp_path / "unlisted.jsonl", unlisted_gt))
+    assert ignored["hota"] == pytest.approx(1.0) and ignored["mota"] == pytest.approx(1.0)
+    assert unlisted["hota"] < 1.0 and unlisted["mota"] < 1.0
+    # the faint object's track is not a predicted object either: unique counts agree only with the rule
+    assert all(c["pred"] == c["gt"] for c in ignored["unique_counts"].values())
+    assert any(c["pred"] > c["gt"] for c in unlisted["unique_counts"].values())
+
+
 def test_gt_without_ids_has_no_tracking_metrics(gt, tmp_path):
     records = list(read_records(gt))
     for record in records:
