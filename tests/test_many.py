@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 import streamseg
 from streamseg.cli import app
 from streamseg.config import build_config
+from streamseg.engine import Predictor
 from streamseg.errors import InputError, OutputError
 from streamseg.many import expand_sources, is_collection, plan_jobs, segment_many, unique_names
 from streamseg.pipeline import Segmenter
@@ -173,10 +175,20 @@ def test_a_live_stream_runs_beside_queued_files(clips, alone, tiny_checkpoint, t
         assert (tmp_path / name / "frames.jsonl").read_bytes() == alone[name]
 
 
-def test_interrupted_runs_are_recorded_incomplete(clips, tiny_checkpoint, tmp_path):
+def test_interrupted_runs_are_recorded_incomplete(clips, tiny_checkpoint, tmp_path, monkeypatch):
     def interrupt(progress):
         if progress.frames:
             raise KeyboardInterrupt
+
+    # A model this slow (20 frames: a second) is still running when the interrupt arrives: the tiny model
+    # alone could finish the clip between its first progress report and the interrupt's reaching it.
+    forward = Predictor.forward
+
+    def slow_forward(self, frames):
+        time.sleep(0.05)
+        return forward(self, frames)
+
+    monkeypatch.setattr(Predictor, "forward", slow_forward)
 
     with pytest.raises(KeyboardInterrupt):
         list(segment_many([str(clips[0]), str(clips[2])], out=tmp_path, max_concurrent=1, on_progress=interrupt,
@@ -186,6 +198,7 @@ def test_interrupted_runs_are_recorded_incomplete(clips, tiny_checkpoint, tmp_pa
     assert statuses["clip0"] == ("failed", "interrupted")
     assert json.loads((tmp_path / "clip0" / "summary.json").read_text())["complete"] is False
     assert statuses["clip2"][0] == "pending"  # queued, never started
+    monkeypatch.undo()
     again = {r.name: r.status for r in segment_many([str(clips[0]), str(clips[2])], out=tmp_path, resume=True,
                                                     model=str(tiny_checkpoint), video=False, **LOW)}
     assert again == {"clip0": "complete", "clip2": "complete"}
