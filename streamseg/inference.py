@@ -74,6 +74,8 @@ class InferencePool:
 
     def infer(self, frames: Sequence[Frame], urgent: bool = False) -> Inferred:
         """Instances of ``frames``, once a worker has run them (``urgent``: before any waiting request)."""
+        if not frames:  # a batch whose frames a stride skips: nothing to wait for
+            return Inferred([])
         request = _Request(frames)
         with self._ready:
             if self._closed:

@@ -91,6 +91,14 @@ def test_a_failed_pass_fails_every_request_in_it_and_the_pool_goes_on():
     assert results[0] == ["instances of 0"] and results[3] == ["instances of 3"]
 
 
+def test_a_request_without_frames_is_answered_at_once():
+    # A batch whose every frame --stride skips asks with no frames; a pass of none would divide by zero.
+    predictor = GatedPredictor()
+    pool = InferencePool(predictor, workers=1, threads_per_worker=None, max_batch=1)
+    assert pool.infer([]).found == [] and predictor.passes == []
+    pool.close()
+
+
 def test_a_closed_pool_refuses_new_requests():
     pool = InferencePool(GatedPredictor(), workers=2, threads_per_worker=None, max_batch=1)
     pool.close()

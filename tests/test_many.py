@@ -120,6 +120,18 @@ def test_local_backend_outputs_match_each_source_alone(clips, alone, tiny_checkp
                      "counts": results[[r.name for r in results].index("clip0")].counts, "error": None}
 
 
+def test_sources_with_a_stride_share_the_pool_and_match_each_alone(clips, tiny_checkpoint, tmp_path):
+    # With --stride, some batches have no frame to infer: their request to the shared pool must come back at once.
+    settings = {"model": str(tiny_checkpoint), "video": False, "stride": 2, **LOW}
+    segmenter = Segmenter(build_config(**settings))
+    with segmenter.run(clips[0], tmp_path / "alone") as run:
+        for _ in run:
+            pass
+    results = list(segment_many([str(c) for c in clips[:2]], out=tmp_path / "many", max_concurrent=2, **settings))
+    assert [r.status for r in results] == ["complete", "complete"]
+    assert (tmp_path / "many" / "clip0" / "frames.jsonl").read_bytes() == (tmp_path / "alone" / "frames.jsonl").read_bytes()
+
+
 def test_one_bad_source_fails_alone_and_resume_skips_the_complete(clips, tiny_checkpoint, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
