@@ -178,7 +178,7 @@ def write_clip(
     line = centre_line(width, height)
     counter = LineZoneCounter(parse_lines([line]), [], CLASS_NAMES)
     unique: dict[str, set] = {}
-    with VideoWriter(path, width, height, 1 / rate, float(rate)) as video, JsonlWriter(gt_path) as jsonl:
+    with VideoWriter(path, width, height, 1 / rate, float(rate), fast=False) as video, JsonlWriter(gt_path) as jsonl:
         for index, scene in zip(range(frames), world.scenes()):
             gt = scene.truth
             video.write(scene.image, index, gt.time)

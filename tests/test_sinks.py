@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamseg.errors import OutputError
-from streamseg.sinks import KEYFRAME_INTERVAL, JsonlWriter, VideoWriter, write_json_atomic
+from streamseg.sinks import KEYFRAME_INTERVAL, JsonlWriter, VideoWriter, rgb_to_i420, write_json_atomic
 from streamseg.sources import open_source
 
 from .helpers_video import index_of, picture, write_mp4
@@ -269,3 +269,26 @@ def test_gray_levels_come_back_as_written(tmp_path):
     decoded = frames[0].image.astype(int)
     for i, level in enumerate(levels):
         assert np.abs(decoded[8:-8, 16 * i + 4:16 * i + 12] - level).max() <= 3, level
+
+
+
+def _studio_chroma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range U and V planes of each 2x2 block's mean colour, in floating point."""
+    height, width = rgb.shape[:2]
+    means = rgb.astype(float).reshape(height // 2, 2, width // 2, 2, 3).mean(axis=(1, 3))
+    u = 128 + means @ np.array([-37.797, -74.203, 112.0]) / 255
+    v = 128 + means @ np.array([112.0, -93.786, -18.214]) / 255
+    return np.concatenate([u.ravel(), v.ravel()]).reshape(height // 2, width)
+
+
+def test_i420_luma_is_ffmpegs_and_chroma_is_the_colour_of_each_2x2_block():
+    # One-pixel stripes of saturated colours: a chroma sample taken from one pixel of its block (OpenCV's own
+    # RGB-to-I420) is ~100 levels off the block's colour here.
+    rng = np.random.default_rng(7)
+    image = rng.choice(np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [250, 250, 20]], np.uint8), (64, 96))
+    image[:, ::2] = (20, 40, 220)
+    yuv = rgb_to_i420(image).astype(int)
+    reference = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p").to_ndarray()
+    assert yuv.shape == reference.shape == (96, 96)
+    assert np.abs(yuv[:64] - reference[:64]).max() <= 1
+    assert np.abs(yuv[64:] - _studio_chroma(image)).max() <= 1.5
