@@ -47,9 +47,10 @@ from .steps import Step, standard_steps
 from .system import usable_cpus
 
 QUEUE_SIZE = 2  # batches waiting between two steps
-# Frames waiting in all queues together may hold at most this much; past it (4K and up) each queue holds one
-# batch: a 4K frame is 25 MB, with its overlay 50 MB, and two stages more in flight do not make them faster.
-QUEUED_FRAME_BYTES = 256 << 20
+# Frames waiting in all queues together may hold at most this much; past it (1080p and up on the CPU) each queue
+# holds one batch: a 1080p frame is 6 MB, with its overlay 12, and a second one waiting made no run faster but
+# held 60-90 MB more (1080p, 2 CPUs, 2026-12-01).
+QUEUED_FRAME_BYTES = 64 << 20
 CPU_INFER_WORKERS = 4  # at most this many CPU inference threads in async mode
 CUDA_BATCH = 8  # frames per forward pass on CUDA unless --batch says otherwise
 

@@ -15,6 +15,11 @@ import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Up to this many usable CPUs, the video encoder and decoder run in one thread each. Their own defaults
+# (x264: 1.5 threads a core; FFmpeg's decoders: a frame thread a core, plus one) cost more CPU a frame and
+# hold more frames, while the model and the overlay need those CPUs (measured on 2 cores, 2026-12-01:
+# x264 in one thread 14-16 ms of CPU a 1080p frame against 18-21; frame threads held ~40 MB at 1080p).
+FEW_CPUS = 4
 
 
 def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
@@ -27,6 +32,11 @@ def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
     if quota is not None:
         cpus = min(cpus, max(1, math.ceil(quota)))
     return max(1, cpus)
+
+
+def few_cpus() -> bool:
+    """Whether this process has so few CPUs that codecs should take one thread each (``FEW_CPUS``)."""
+    return usable_cpus() <= FEW_CPUS
 
 
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:

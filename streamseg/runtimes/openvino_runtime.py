@@ -122,24 +122,40 @@ class OpenVinoRuntime:
             "INFERENCE_NUM_THREADS": usable_cpus(),
             "CACHE_DIR": str(self.entry / "compiled"),
         }
-        self.compiled = self.core.compile_model(self.entry / IR_FILES[0], "CPU", self._settings)
-        self._by_shape: dict[tuple[int, ...], openvino.CompiledModel] = {}
-        self._compiling = threading.Lock()
         # OpenVINO's Python binding builds its table of element types on first use, inside a C++ static
         # initialiser that waits for the GIL: two inference threads making their first call at once
         # deadlocked (2026.4; half the time with six threads). Built here, in one thread, first.
-        for port in (*self.compiled.inputs, *self.compiled.outputs):
-            port.get_element_type().to_dtype()
-        ran_as = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = "bf16" if ran_as == openvino.Type.bf16 else "fp32"
+        openvino.Type.f32.to_dtype()
+        # OpenVINO falls back to fp32 where the CPU lacks bf16; it says so in the capabilities it lists.
+        capable = precision == "fp32" or precision.upper() in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.precision = precision if capable else "fp32"
         if precision != self.precision:
             log.warning("this CPU cannot run %s in OpenVINO; running %s", precision, self.precision)
+        # Compiled when first needed: a file run uses only its frame size's graph (prepare), and the dynamic
+        # graph it would not use held 80-100 MB once compiled (1080p run, 2026-12-01).
+        self._dynamic: openvino.CompiledModel | None = None
+        self._by_shape: dict[tuple[int, ...], openvino.CompiledModel] = {}
+        self._compiling = threading.Lock()
         self._requests = threading.local()
 
     def describe(self) -> dict:
+        compiled = next(iter(self._by_shape.values()), None) or self._dynamic_graph()
         return {"runtime": "openvino", "precision": self.precision, "openvino": openvino.__version__,
-                "streams": self.compiled.get_property("NUM_STREAMS"),
-                "threads": self.compiled.get_property("INFERENCE_NUM_THREADS")}
+                "streams": compiled.get_property("NUM_STREAMS"),
+                "threads": compiled.get_property("INFERENCE_NUM_THREADS")}
+
+    def _compile(self, shape: tuple[int, ...] | None) -> openvino.CompiledModel:
+        """The graph compiled for frames of ``shape``, or for any size (None). Callers hold ``_compiling``."""
+        model = self.core.read_model(self.entry / IR_FILES[0])
+        if shape is not None:
+            model.reshape({0: list(shape)})
+        return self.core.compile_model(model, "CPU", self._settings)
+
+    def _dynamic_graph(self) -> openvino.CompiledModel:
+        with self._compiling:
+            if self._dynamic is None:
+                self._dynamic = self._compile(None)
+            return self._dynamic
 
     def _ensure_entry(self) -> None:
         """A cache entry whose files match their manifest: the one there, or one built now."""
@@ -188,16 +204,14 @@ class OpenVinoRuntime:
         with self._compiling:
             if shape in self._by_shape or len(self._by_shape) >= STATIC_SHAPES:
                 return
-            static = self.core.read_model(self.entry / IR_FILES[0])
-            static.reshape({0: list(shape)})
-            self._by_shape[shape] = self.core.compile_model(static, "CPU", self._settings)
+            self._by_shape[shape] = self._compile(shape)
 
     def _request(self, shape: tuple[int, ...]) -> openvino.InferRequest:
         """This thread's infer request for frames of ``shape``."""
         requests = getattr(self._requests, "by_graph", None)  # id of a compiled graph: its request
         if requests is None:
             requests = self._requests.by_graph = {}
-        compiled = self._by_shape.get(shape, self.compiled)  # the dynamic graph for sizes not prepared
+        compiled = self._by_shape.get(shape) or self._dynamic_graph()  # the dynamic graph for sizes not prepared
         request = requests.get(id(compiled))
         if request is None:
             request = requests[id(compiled)] = compiled.create_infer_request()

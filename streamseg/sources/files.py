@@ -25,6 +25,7 @@ from av.video.stream import VideoStream
 
 from ..errors import InputError, one_line
 from ..instances import Frame
+from ..system import few_cpus
 from .base import METADATA_ERRORS, FrameSource, SourceInfo
 
 # H.264 and HEVC hold back at most 16 frames for reordering, so no timestamp can belong further ahead than that.
@@ -58,8 +59,9 @@ class VideoSource(FrameSource):
         self._container, self._file = _open_container(self.spec)
         try:
             self._stream = _video_stream(self._container, self.spec)
-            # Frame threads (several frames decoded at once) are what speed up the decoders of most formats.
-            self._stream.thread_type = "AUTO"
+            # Frame threads (several frames decoded at once) are what speed up the decoders of most formats; on
+            # few CPUs the other stages need those CPUs, and each frame thread holds frames of its own.
+            self._stream.thread_type = "SLICE" if few_cpus() else "AUTO"
             time_base = self._stream.time_base or Fraction(1, av.time_base)
             # Times count from the stream's stated start; a stream that states none starts at its first frame.
             self._origin = self._stream.start_time
