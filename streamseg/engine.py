@@ -106,10 +106,10 @@ class Predictor:
                 raw.boxes = raw.boxes * raw.boxes.new_tensor([width / w, height / h] * 2)
         return raws
 
-    def prepare(self, height: int, width: int) -> None:
-        """Get ready for frames of this size (a file's): a runtime that can (OpenVINO) compiles its graph
-        for the size the runtime will be given them at."""
-        self.runtime.prepare((*self._given_size(height, width), 3))
+    def prepare(self, height: int | None = None, width: int | None = None) -> None:
+        """Get ready for frames of this size (a file's), or of any size (no size: a live source's, which may
+        change): a runtime that can (OpenVINO) compiles its graph for that now, before the first frame."""
+        self.runtime.prepare(None if height is None or width is None else (*self._given_size(height, width), 3))
 
     def _given_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) the runtime gets a frame at: shrunk to the model's input on the CPU, as is

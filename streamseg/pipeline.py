@@ -133,8 +133,11 @@ class Run:
         # Low latency: one frame per pass, taken from the source only when a worker is free to start on it.
         self.low_latency = self.source.latency == "low"
         self.batch_size = 1 if self.low_latency else segmenter.batch_size
-        if not self.source.info.live and self.source.info.width > 0:  # a live source's first frames cannot wait
-            segmenter.predictor.prepare(self.source.info.height, self.source.info.width)
+        info = self.source.info
+        if not info.live and info.width > 0:
+            segmenter.predictor.prepare(info.height, info.width)  # a file's frames all have its size
+        else:
+            segmenter.predictor.prepare()  # a live source's size may change
         self.stopped_by: str | None = None
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
         self.stats = RunStats()

@@ -132,6 +132,19 @@ def test_a_run_of_a_file_prepares_the_size_the_model_sees(tmp_path, synth_clip, 
     list(segmenter.run(str(synth_clip), tmp_path / "run"))
     # 320x180 frames at the tiny model's input 160: shrunk to 284x160 before the graph
     assert list(segmenter.predictor.runtime._by_shape) == [(160, 284, 3)]
+    assert segmenter.predictor.runtime._dynamic is None  # never compiled: it held 80-100 MB at 1080p
+
+
+def test_the_dynamic_graph_is_compiled_for_any_size_asked_for_or_first_needed(tiny_checkpoint):
+    model = load_model(str(tiny_checkpoint), device="cpu")
+    live = Predictor(model, score_threshold=LOW, runtime="openvino")
+    assert live.runtime._dynamic is None
+    live.prepare()  # a live source's run: before its first frame, for frames of any size
+    assert live.runtime._dynamic is not None and not live.runtime._dynamic.inputs[0].get_partial_shape().is_static
+    unprepared = Predictor(model, score_threshold=LOW, runtime="openvino")
+    found = unprepared.predict([_frame(96, 160, 0)])[0]
+    assert unprepared.runtime._dynamic is not None
+    assert compare([(found, live.predict([_frame(96, 160, 0)])[0])]).identical
 
 
 def test_the_cache_is_built_once_then_used(tmp_path, tiny_checkpoint, caplog, monkeypatch):

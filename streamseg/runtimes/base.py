@@ -31,7 +31,8 @@ class Runtime(Protocol):
 
     def forward(self, frames: Sequence[Frame]) -> list[RawDetections]: ...
 
-    def prepare(self, shape: tuple[int, ...]) -> None:
-        """Get ready for frames of this (height, width, 3) shape; nothing to do for most runtimes."""
+    def prepare(self, shape: tuple[int, ...] | None) -> None:
+        """Get ready for frames of this (height, width, 3) shape, or of any shape (None); nothing to do for
+        most runtimes."""
 
     def describe(self) -> dict: ...

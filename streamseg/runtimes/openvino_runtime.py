@@ -197,10 +197,13 @@ class OpenVinoRuntime:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
-    def prepare(self, shape: tuple[int, ...]) -> None:
+    def prepare(self, shape: tuple[int, ...] | None) -> None:
         """Compile the graph for frames of ``shape`` alone (up to STATIC_SHAPES shapes; OpenVINO keeps the
-        compiled blob on disk too): called before a run whose frames all have one size, since compiling
-        takes a fraction of a second that no frame should wait for."""
+        compiled blob on disk too), or for any size (None: a live source's): called before a run, since
+        compiling takes a fraction of a second that no frame should wait for."""
+        if shape is None:
+            self._dynamic_graph()
+            return
         with self._compiling:
             if shape in self._by_shape or len(self._by_shape) >= STATIC_SHAPES:
                 return
