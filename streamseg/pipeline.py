@@ -41,7 +41,7 @@ from .outputs import RunOutputs
 from .render import OverlayRenderer
 from .results import Batch, FrameResult
 from .runstats import RunStats
-from .sources import FrameSource, open_source
+from .sources import FrameSource, is_live, open_source
 from .stages import Stage, Stages
 from .steps import Step, standard_steps
 from .system import usable_cpus
@@ -127,8 +127,13 @@ class Run:
                  keep_overlays: bool = False, steps: Sequence[Step] = ()):
         self.segmenter = segmenter
         config = segmenter.config
+        spec = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        if spec is not None and is_live(spec):
+            # Before connecting: a live source reads from the moment it opens, and the frames that came while
+            # a graph compiled would be dropped (low latency) or late.
+            segmenter.predictor.prepare()
         # Open the input before touching the output: a bad source must leave no run directory behind.
-        self.source = open_source(source, config) if isinstance(source, (str, os.PathLike)) else source
+        self.source = open_source(spec, config) if spec is not None else source
         self.keep_overlays = keep_overlays
         # Low latency: one frame per pass, taken from the source only when a worker is free to start on it.
         self.low_latency = self.source.latency == "low"
@@ -137,7 +142,7 @@ class Run:
         if not info.live and info.width > 0:
             segmenter.predictor.prepare(info.height, info.width)  # a file's frames all have its size
         else:
-            segmenter.predictor.prepare()  # a live source's size may change
+            segmenter.predictor.prepare()  # a live source's frames may change size (compiled already if opened here)
         self.stopped_by: str | None = None
         self._pending = FrameNotes()  # what the source reported since the last inferred frame
         self.stats = RunStats()
