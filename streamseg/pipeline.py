@@ -167,18 +167,28 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        self.close(interrupted=isinstance(exc, KeyboardInterrupt))
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         """End the run now: threads stopped, source closed, outputs finished and the summary written.
 
         Iterating to the end does this too; a run left before its end, or never iterated, needs it.
+        ``interrupted``: the caller's loop ended with a Ctrl-C (or SIGTERM). It lands there rather than
+        inside the run whenever it comes while the caller holds a result; the summary says
+        "interrupted" either way, not "stopped by the caller".
         """
-        if self._results is not None:
-            self._results.close()  # the iteration's own clean-up, if it started
+        ending = KeyboardInterrupt() if interrupted else GeneratorExit()
+        if self._results is not None:  # the iteration's own clean-up, if it started
+            if interrupted:
+                try:
+                    self._results.throw(ending)
+                except KeyboardInterrupt:
+                    pass  # the caller is raising its own already
+            else:
+                self._results.close()
         if self.summary is None:
-            self._finalize(time.perf_counter(), GeneratorExit())
+            self._finalize(time.perf_counter(), ending)
 
     @property
     def total_frames(self) -> int | None:

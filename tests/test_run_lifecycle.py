@@ -62,6 +62,19 @@ def test_a_run_left_early_in_a_with_block_is_finished(tmp_path, synth_clip, tiny
     assert frames == list(range(len(frames))) and len(frames) >= 5  # the writer may be a few frames ahead
 
 
+def test_a_ctrl_c_in_the_callers_loop_is_recorded_as_an_interrupt(tmp_path, synth_clip, tiny_checkpoint):
+    # A signal that lands while the caller holds a result is raised in the caller's code, not in the run:
+    # the run then only sees itself being closed, which used to be recorded as "stopped by the caller".
+    with pytest.raises(KeyboardInterrupt):
+        with _segmenter(tiny_checkpoint).run(str(synth_clip), tmp_path / "run") as run:
+            for result in run:
+                if result.frame.index == 4:
+                    raise KeyboardInterrupt
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["complete"] is False and summary["reason"] == "interrupted"
+    assert 5 <= summary["run"]["frames_decoded"] < 40
+
+
 def test_a_run_whose_outputs_cannot_open_releases_its_live_source(tmp_path, tiny_checkpoint):
     capture = FakeCapture(10**6, interval=0.01)
     live = LiveSource("tcp://cam.local:9000", LiveOptions(reconnect=False), connect=lambda: capture)
