@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .evaluate import frames_by_index, ignore_regions
+from .evaluate import frames_by_index, ignore_regions, mask_overlaps, mask_rles
 
 MATCH_IOU = 0.5
 NEAR_IOU = 0.1
@@ -76,10 +76,6 @@ def error_breakdown(pred_path: str | Path, gt_path: str | Path) -> Breakdown:
     return result
 
 
-def _rles(instances: list[dict]) -> list[dict]:
-    return [{"size": list(o["mask"]["size"]), "counts": o["mask"]["counts"].encode("ascii")} for o in instances]
-
-
 def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins: dict[str, int],
                  confusions: Counter) -> tuple[np.ndarray, list[str]]:
     """Bin each of ``found`` (surest first); returns which of ``objects`` were found, and the labels of
@@ -88,9 +84,9 @@ def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins
     faint_labels: list[str] = []
     if not found:
         return matched, faint_labels
-    ious = _ious(found, objects)
+    ious = mask_overlaps(found, objects)
     # A faint part is scored as COCO scores a crowd region: the share of the detection lying on it.
-    on_faint = (_ious(found, faint, crowd=True) >= MATCH_IOU).any(axis=1)
+    on_faint = (mask_overlaps(found, faint, share=True) >= MATCH_IOU).any(axis=1)
     same_class = np.array([[f["label"] == o["label"] for o in objects] for f in found], bool).reshape(ious.shape)
     for i, prediction in enumerate(found):
         free = ~matched & (ious[i] >= MATCH_IOU)
@@ -114,16 +110,8 @@ def _match_frame(found: list[dict], objects: list[dict], faint: list[dict], bins
     return matched, faint_labels
 
 
-def _ious(found: list[dict], objects: list[dict], crowd: bool = False) -> np.ndarray:
-    """(len(found), len(objects)) mask IoUs; with ``crowd``, intersection over the detection's area."""
-    if not objects:
-        return np.zeros((len(found), 0))
-    ious = mask_utils.iou(_rles(found), _rles(objects), [int(crowd)] * len(objects))
-    return np.asarray(ious).reshape(len(found), len(objects))
-
-
 def _count_miss(objects: list[dict], index: int, missed: dict[str, int]) -> None:
-    area = int(mask_utils.area(_rles([objects[index]])[0]))
+    area = int(mask_utils.area(mask_rles([objects[index]])[0]))
     missed["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
     x0, y0, x1, y1 = objects[index]["box"]
     overlapped = any(min(x1, b[2]) > max(x0, b[0]) and min(y1, b[3]) > max(y0, b[1])

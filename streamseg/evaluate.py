@@ -126,7 +126,7 @@ def _objects(frames: dict[int, dict], image_ids: dict[int, int], category_ids: d
     for frame, record in frames.items():
         for obj, crowd in [*((o, 0) for o in record["instances"]), *((o, 1) for o in ignore_regions(record))]:
             x0, y0, x1, y1 = (float(v) for v in obj["box"])
-            rle = {"size": list(obj["mask"]["size"]), "counts": obj["mask"]["counts"].encode("ascii")}
+            rle = mask_rles([obj])[0]
             objects.append(
                 {
                     "id": len(objects) + 1,
@@ -147,7 +147,7 @@ def ignore_regions(record: dict) -> list[dict]:
     regions = []
     for obj in record.get("ignore", []):
         height, width = obj["mask"]["size"]
-        mask = mask_utils.decode({"size": [height, width], "counts": obj["mask"]["counts"].encode("ascii")})
+        mask = mask_utils.decode(mask_rles([obj])[0])
         grown = np.asfortranarray(cv2.dilate(mask, np.ones((2 * IGNORE_MARGIN + 1,) * 2, np.uint8)))
         x0, y0, x1, y1 = obj["box"]
         box = [max(0, x0 - IGNORE_MARGIN), max(0, y0 - IGNORE_MARGIN), min(width, x1 + IGNORE_MARGIN),
@@ -155,6 +155,20 @@ def ignore_regions(record: dict) -> list[dict]:
         rle = mask_utils.encode(grown)
         regions.append({**obj, "box": box, "mask": {"size": [height, width], "counts": rle["counts"].decode("ascii")}})
     return regions
+
+
+def mask_rles(objects: list[dict]) -> list[dict]:
+    """pycocotools' RLEs of the masks of ``objects`` (instances of frame records)."""
+    return [{"size": list(o["mask"]["size"]), "counts": o["mask"]["counts"].encode("ascii")} for o in objects]
+
+
+def mask_overlaps(objects: list[dict], others: list[dict], share: bool = False) -> np.ndarray:
+    """(len(objects), len(others)) mask IoUs of frame records' instances; with ``share``, the share of each
+    of ``objects`` that lies on each of ``others`` (COCO's rule for crowd regions)."""
+    if not objects or not others:
+        return np.zeros((len(objects), len(others)))
+    overlaps = mask_utils.iou(mask_rles(objects), mask_rles(others), [int(share)] * len(others))
+    return np.asarray(overlaps).reshape(len(objects), len(others))
 
 
 def _coco(images: list[dict], categories: list[dict], objects: list[dict]) -> COCO:

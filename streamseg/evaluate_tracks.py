@@ -17,11 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from rich.table import Table
 
 from .errors import InputError
-from .evaluate import ignore_regions
+from .evaluate import ignore_regions, mask_overlaps
 from .formats import read_records
 
 FAINT_SHARE = 0.5  # at least this share of a prediction on an ignore region makes it a detection of that object
@@ -47,7 +46,7 @@ def evaluate_tracking(pred_path: str | Path, gt_path: str | Path) -> dict | None
     pred_frames = [_off_faint([o for o in pred.get(f, []) if o.get("id") is not None], true,
                               ignore_regions(gt_records[f]) if f in gt_records else [])
                    for f, true in zip(frames, gt_frames)]
-    result = _metrics(gt_frames, pred_frames, _mask_iou)
+    result = _metrics(gt_frames, pred_frames, mask_overlaps)
     result["box"] = _metrics(gt_frames, pred_frames, _box_iou)
     result["unique_counts"] = _unique_counts(gt_frames, pred_frames)
     return result
@@ -98,20 +97,10 @@ def _off_faint(pred_objects: list[dict], gt_objects: list[dict], faint: list[dic
     and on no true object."""
     if not faint or not pred_objects:
         return pred_objects
-    rles = [[{"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()} for o in group]
-            for group in (pred_objects, faint)]
-    on_faint = np.asarray(mask_utils.iou(rles[0], rles[1], [1] * len(faint))).reshape(len(pred_objects), -1)
-    on_true = _mask_iou(gt_objects, pred_objects).max(axis=0, initial=0.0)
+    on_faint = mask_overlaps(pred_objects, faint, share=True)
+    on_true = mask_overlaps(gt_objects, pred_objects).max(axis=0, initial=0.0)
     return [o for o, share, true in zip(pred_objects, on_faint.max(axis=1), on_true)
             if share < FAINT_SHARE or true >= FAINT_SHARE]
-
-
-def _mask_iou(gt_objects: list[dict], pred_objects: list[dict]) -> np.ndarray:
-    if not gt_objects or not pred_objects:
-        return np.zeros((len(gt_objects), len(pred_objects)))
-    rles = [[{"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()} for o in group]
-            for group in (gt_objects, pred_objects)]
-    return np.asarray(mask_utils.iou(rles[1], rles[0], [0] * len(gt_objects))).T
 
 
 def _box_iou(gt_objects: list[dict], pred_objects: list[dict]) -> np.ndarray:
