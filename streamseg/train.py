@@ -2,6 +2,8 @@
 
 The schedule is a cosine over the run's *progress*, the larger of iterations done / ``iterations``
 and time spent / ``minutes``, so a run bounded by minutes decays its learning rate properly too.
+The shipped ``model.pt`` holds an exponential moving average of the weights (and of BatchNorm's
+statistics), which is steadier than the last step's weights; ``checkpoint.pt`` holds both.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TrainSettings:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 200
+    ema: float = 0.999  # decay of the weights' moving average that model.pt holds; 0 ships the last step's
     seed: int = 0
     device: str = "auto"
     workers: int = 1
@@ -53,6 +56,8 @@ class TrainSettings:
             raise InputError("give --minutes or --iterations (or both) to bound the training run")
         if self.batch < 1 or self.lr <= 0:
             raise InputError("--batch must be at least 1 and --lr positive")
+        if not 0 <= self.ema < 1:
+            raise InputError("--ema must be in [0, 1)")
 
 
 @dataclass
@@ -156,12 +161,15 @@ class _Session:
         self.module, self.architecture, self.config = _initial_model(settings, class_names)
         self.module.to(device).train()
         self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.average = _Average(self.module, settings.ema) if settings.ema else None
         self.iteration, self.elapsed_before = 0, 0.0
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
         self.module.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["train_state"]["optimizer"])
+        if self.average and "average" in state["train_state"]:
+            self.average.state = state["train_state"]["average"]
         self.iteration = int(state["train_state"]["iteration"])
         self.elapsed_before = float(state["train_state"]["elapsed"])
 
@@ -195,6 +203,8 @@ class _Session:
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), 10.0)
         self.optimizer.step()
         self.iteration += 1
+        if self.average:
+            self.average.update(self.module, self.iteration)
         losses = {g: sum(loss_dict[k].item() for k in keys if k in loss_dict) for g, keys in LOSS_GROUPS.items()}
         losses["total"] = total.item()
         return losses
@@ -204,8 +214,32 @@ class _Session:
         meta = {"settings": asdict(settings), "iterations": self.iteration, "train_seconds": round(elapsed, 1),
                 "final_losses": last_losses}
         train_state = {"optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "elapsed": elapsed}
+        if self.average:
+            train_state["average"] = self.average.state
         save_checkpoint(self.out / "checkpoint.pt", self.module, self.architecture, self.config, self.class_names,
                         meta, train_state)
         if final:
-            save_checkpoint(self.out / "model.pt", self.module, self.architecture, self.config, self.class_names,
+            shipped = self.average.state if self.average else self.module.state_dict()
+            save_checkpoint(self.out / "model.pt", shipped, self.architecture, self.config, self.class_names,
                             meta, half=True)
+
+
+class _Average:
+    """An exponential moving average of a module's state (weights and BatchNorm statistics).
+
+    The decay ramps up from 0.1 over the first iterations, so that a short run's average is not
+    dominated by its starting weights.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, iteration: int) -> None:
+        decay = min(self.decay, (1 + iteration) / (10 + iteration))
+        for key, value in module.state_dict().items():
+            if value.is_floating_point():
+                self.state[key].lerp_(value, 1 - decay)
+            else:
+                self.state[key].copy_(value)  # counters such as BatchNorm's num_batches_tracked

@@ -8,7 +8,7 @@ from streamseg.engine import Predictor
 from streamseg.errors import InputError
 from streamseg.instances import Frame
 from streamseg.models import load_checkpoint, load_model
-from streamseg.train import TrainSettings, train
+from streamseg.train import TrainSettings, _Average, train
 
 from .conftest import TINY_CONFIG
 
@@ -30,10 +30,12 @@ def test_training_smoke_loss_falls_and_checkpoint_reloads(tmp_path):
     ckpt = load_checkpoint(path)
     assert ckpt["meta"]["iterations"] == 30 and ckpt["class_names"][1] == "circle"
     assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
-    # The fp16 model is exactly the trained fp32 state, rounded.
-    full = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state_dict"]
+    # The fp16 model is exactly the moving average of the trained fp32 states, rounded; not the last step's.
+    resumable = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    average, last = resumable["train_state"]["average"], resumable["state_dict"]
     for key, value in ckpt["state_dict"].items():
-        assert torch.equal(full[key].half() if full[key].is_floating_point() else full[key], value), key
+        assert torch.equal(average[key].half() if average[key].is_floating_point() else average[key], value), key
+    assert not all(torch.equal(average[key], last[key]) for key in last)
     # And it is rebuilt from the file alone: two independent loads predict identically.
     frame = Frame(0, 0.0, np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8))
     a = Predictor(load_model(str(path), device="cpu"), score_threshold=0.0).predict([frame])[0]
@@ -51,6 +53,38 @@ def test_resume_continues_the_iteration_count(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_state"]["iteration"] == 5
 
 
+def test_without_average_the_model_is_the_last_step(tmp_path):
+    settings = TrainSettings(out=str(tmp_path / "run"), iterations=3, batch=1, warmup=1, device="cpu", workers=0,
+                             config=TINY_CONFIG, ema=0.0)
+    shipped = load_checkpoint(train(settings))["state_dict"]
+    last = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state_dict"]
+    assert all(torch.equal(last[k].half() if last[k].is_floating_point() else last[k], v) for k, v in shipped.items())
+
+
+def test_average_moves_towards_each_step_by_its_ramped_decay():
+    module = torch.nn.BatchNorm1d(2)
+    average = _Average(module, decay=0.999)
+    with torch.no_grad():
+        module.weight.fill_(3.0)  # from 1.0
+        module.num_batches_tracked.fill_(7)
+    average.update(module, iteration=1)  # decay ramps: min(0.999, 2 / 11)
+    assert torch.allclose(average.state["weight"], torch.full((2,), 1 + 2 * (1 - 2 / 11)))
+    assert int(average.state["num_batches_tracked"]) == 7
+    average.update(module, iteration=10_000)  # decay 0.999 from then on
+    assert torch.allclose(average.state["weight"], torch.full((2,), 3 - 2 * (2 / 11) * 0.999))
+
+
+def test_resume_keeps_the_average(tmp_path):
+    common = dict(out=str(tmp_path / "run"), batch=1, warmup=1, device="cpu", workers=0, config=TINY_CONFIG)
+    train(TrainSettings(iterations=2, **common))
+    before = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_state"]["average"]
+    train(TrainSettings(iterations=2, **common), resume=True)  # already done: restores, saves again
+    after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_state"]["average"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_settings_need_a_bound():
     with pytest.raises(InputError, match="--minutes or --iterations"):
         TrainSettings()
+    with pytest.raises(InputError, match="--ema"):
+        TrainSettings(iterations=1, ema=1.0)

@@ -49,6 +49,7 @@ def train(
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, cosine decay)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    ema: float = typer.Option(0.999, "--ema", help="Decay of the weights' moving average that model.pt holds; 0 for the last step's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Train a Mask R-CNN; Ctrl-C saves and exits cleanly."""
@@ -56,7 +57,7 @@ def train(
     from ..train import train as run_training
 
     settings = TrainSettings(data=data, model=model, out=str(out), minutes=minutes, iterations=iterations,
-                             batch=batch, lr=lr, seed=seed, device=device)
+                             batch=batch, lr=lr, seed=seed, device=device, ema=ema)
     with _progress(False) as progress:
         task = progress.add_task("train", total=1000, rate="", info="")
 

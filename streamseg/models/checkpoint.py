@@ -25,7 +25,7 @@ REQUIRED_KEYS = ("architecture", "config", "class_names", "state_dict")
 
 def save_checkpoint(
     path: str | Path,
-    module: torch.nn.Module,
+    module: torch.nn.Module | dict[str, torch.Tensor],
     architecture: str,
     config: dict,
     class_names: list[str] | tuple[str, ...],
@@ -33,8 +33,10 @@ def save_checkpoint(
     train_state: dict | None = None,
     half: bool = False,
 ) -> None:
-    """Write atomically (temp file, then rename), so an interrupted save never leaves a broken file."""
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    """Write ``module`` (or a state dict) atomically: a temp file, then a rename, so that an interrupted
+    save never leaves a broken file."""
+    state = module if isinstance(module, dict) else module.state_dict()
+    state = {k: v.detach().cpu() for k, v in state.items()}
     if half:  # shipping size: floats to fp16, integer buffers (BN counters) untouched
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
