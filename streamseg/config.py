@@ -48,7 +48,7 @@ class SegmentConfig:
     runtime: str = "auto"  # "torch" or "openvino"; auto: OpenVINO on CPU where installed, else torch
     precision: str = "fp32"  # or "bf16": OpenVINO on CPUs with bf16, faster but not the same detections
     score_threshold: float = 0.5
-    mask_threshold: float = 0.5
+    mask_threshold: float | None = None  # unset: the model's own (LoadedModel.default_mask_threshold)
     fragment_overlap: float = 0.8  # drop a detection this much covered by surer masks (a duplicate); 1: off
     classes: list[str] | None = None
     stride: int = 1
@@ -86,7 +86,7 @@ class SegmentConfig:
 
     def validate(self) -> SegmentConfig:
         for name in ("score_threshold", "mask_threshold", "fragment_overlap"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.stride < 1:
             raise InputError(f"stride must be at least 1, got {self.stride}")

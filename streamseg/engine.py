@@ -44,7 +44,7 @@ class Predictor:
         self,
         model: LoadedModel,
         score_threshold: float = 0.5,
-        mask_threshold: float = 0.5,
+        mask_threshold: float | None = None,
         classes: Sequence[str] | None = None,
         inference_size: int | None = None,
         agnostic_nms: float | None = 0.7,
@@ -60,7 +60,7 @@ class Predictor:
         self.model = model
         self.fragment_overlap = fragment_overlap  # see instances.drop_fragments; 1 turns it off
         self.score_threshold = score_threshold
-        self.mask_threshold = mask_threshold
+        self.mask_threshold = model.default_mask_threshold if mask_threshold is None else mask_threshold
         self.agnostic_nms = agnostic_nms
         self.inference_size = inference_size or model.default_input_size
         self.class_filter = self._class_ids(classes) if classes else None

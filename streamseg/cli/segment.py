@@ -22,7 +22,7 @@ def segment(
     weights: Optional[str] = typer.Option(None, "--weights", rich_help_panel="Model", help="Local weights file for the model, or 'random' for untrained weights."),
     device: Optional[str] = typer.Option(None, "--device", rich_help_panel="Model", help="auto, cpu, cuda or cuda:N (default: auto)."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", rich_help_panel="Model", help="Keep detections scoring at least this (default: 0.5)."),
-    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", rich_help_panel="Model", help="Mask probability that counts as inside (default: 0.5)."),
+    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", rich_help_panel="Model", help="Mask probability that counts as inside (default: the model's calibrated one; 0.5 if it has none)."),
     classes: Optional[str] = typer.Option(None, "--classes", rich_help_panel="Model", help="Only these classes, comma-separated (e.g. circle,triangle)."),
     fragment_overlap: Optional[float] = typer.Option(None, "--fragment-overlap", rich_help_panel="Model", help="Drop a detection whose mask is more than this fraction covered by surer ones, as the same object reported again; 1 keeps all (default: 0.8)."),
     stride: Optional[int] = typer.Option(None, "--stride", rich_help_panel="Input", help="Infer every Nth frame; the others show the latest result (default: 1)."),

@@ -1,4 +1,4 @@
-"""The other commands: ``synth``, ``train``, ``bench``, ``eval``, ``export`` and ``export-model``."""
+"""The other commands: ``synth``, ``train``, ``calibrate``, ``bench``, ``eval``, ``export`` and ``export-model``."""
 
 from __future__ import annotations
 
@@ -68,6 +68,34 @@ def train(
 
         path = run_training(settings, resume=resume, on_step=on_step)
     console.print(f"wrote {path} (and {path.with_name('checkpoint.pt')} to resume)")
+
+
+@app.command()
+@reported
+def calibrate(
+    model: Path = typer.Argument(..., help="Checkpoint (.pt) to calibrate, e.g. a training run's model.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write its calibrated copy (a new file)."),
+    seeds: str = typer.Option("3001,3002,3003", "--seeds", help="Seeds of the held-out synthetic clips, comma-separated."),
+    frames: int = typer.Option(300, "--frames", "-n", help="Frames per clip."),
+) -> None:
+    """Find the model's best mask threshold on held-out synthetic clips; write a copy of it that uses it."""
+    import tempfile
+
+    from ..calibrate import calibrate_mask_threshold, write_calibrated
+    from ..errors import InputError
+
+    if out.exists():  # before minutes of work, not after
+        raise InputError(f"{out} exists; give a new path for the calibrated model")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds must be integers separated by commas, got '{seeds}'") from None
+    with tempfile.TemporaryDirectory(prefix="streamseg-calibrate-") as work:
+        calibration = calibrate_mask_threshold(str(model), work, seed_list, frames=frames)
+    for threshold, ap in calibration.mask_ap.items():
+        console.print(f"mask threshold {threshold:.2f}: mean mask AP {ap:.4f}")
+    write_calibrated(model, out, calibration)
+    console.print(f"wrote {out} (mask threshold {calibration.mask_threshold})")
 
 
 @app.command()

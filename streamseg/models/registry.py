@@ -49,6 +49,12 @@ class LoadedModel:
     def default_input_size(self) -> int:
         return int(self.config.get("min_size", 800))
 
+    @property
+    def default_mask_threshold(self) -> float:
+        """The mask probability that counts as inside, as calibrated for this model (``streamseg.calibrate``
+        writes it into a checkpoint's meta), else 0.5."""
+        return float(self.meta.get("mask_threshold", 0.5))
+
     def describe(self) -> dict:
         return {
             "name": self.name,
