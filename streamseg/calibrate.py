@@ -63,11 +63,17 @@ def calibrate_mask_threshold(model: str, work: str | Path, seeds: Sequence[int] 
     return Calibration(best_threshold(mean), mean, tuple(seeds), frames)
 
 
-def write_calibrated(model: str | Path, out: str | Path, calibration: Calibration) -> Path:
-    """A copy of the checkpoint ``model`` at ``out`` (which must not exist) with the calibration in its meta."""
+def check_new_path(out: str | Path) -> Path:
+    """``out`` as a Path, if nothing is there: a calibrated copy never replaces a file."""
     out = Path(out)
     if out.exists():
         raise InputError(f"{out} exists; give a new path for the calibrated model")
+    return out
+
+
+def write_calibrated(model: str | Path, out: str | Path, calibration: Calibration) -> Path:
+    """A copy of the checkpoint ``model`` at ``out`` (which must not exist) with the calibration in its meta."""
+    out = check_new_path(out)
     ckpt = load_checkpoint(model)
     save_checkpoint(out, ckpt["state_dict"], ckpt["architecture"], ckpt["config"], ckpt["class_names"],
                     {**ckpt["meta"], **calibration.to_meta()})

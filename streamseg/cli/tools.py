@@ -81,11 +81,10 @@ def calibrate(
     """Find the model's best mask threshold on held-out synthetic clips; write a copy of it that uses it."""
     import tempfile
 
-    from ..calibrate import calibrate_mask_threshold, write_calibrated
+    from ..calibrate import calibrate_mask_threshold, check_new_path, write_calibrated
     from ..errors import InputError
 
-    if out.exists():  # before minutes of work, not after
-        raise InputError(f"{out} exists; give a new path for the calibrated model")
+    check_new_path(out)  # before minutes of work, not after
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
