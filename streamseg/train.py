@@ -50,7 +50,9 @@ class TrainSettings:
     workers: int = 1
     checkpoint_minutes: float = 5.0
     log_every: int = 20  # iterations between lines of OUT/log.jsonl
-    config: dict = field(default_factory=dict)  # architecture overrides for the compact model
+    # Overrides of the compact model's settings (compact.DEFAULT_CONFIG's keys), for a fresh model or a
+    # fine-tuned checkpoint: a fine-tune may change the sizes it trains and infers at, say.
+    config: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.minutes is None and self.iterations is None:
@@ -59,6 +61,23 @@ class TrainSettings:
             raise InputError("--batch must be at least 1 and --lr positive")
         if not 0 <= self.ema < 1:
             raise InputError("--ema must be in [0, 1)")
+        unknown = sorted(set(self.config) - set(DEFAULT_CONFIG))
+        if unknown:
+            raise InputError(f"unknown model setting '{unknown[0]}' (known: {', '.join(DEFAULT_CONFIG)})")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["min_size=312", "train_min_sizes=[264,288]"]`` as a dict; values are JSON (bare words are strings)."""
+    config = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set wants KEY=VALUE, got '{item}'")
+        try:
+            config[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            config[key.strip()] = text
+    return config
 
 
 @dataclass
@@ -81,6 +100,8 @@ def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tup
         config = {**DEFAULT_CONFIG, **settings.config}
         return build_architecture("compact", len(class_names), config), "compact", config
     if settings.model in TORCHVISION:
+        if settings.config:
+            raise InputError("--set changes compact models only")
         module = build_architecture(settings.model, len(class_names))
         try:
             coco = coco_state_dict(settings.model)
@@ -90,12 +111,15 @@ def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tup
         module.load_state_dict({k: v for k, v in coco.items() if k in own and own[k].shape == v.shape}, strict=False)
         return module, settings.model, {}
     ckpt = load_checkpoint(settings.model)
-    module = build_architecture(ckpt["architecture"], len(class_names), ckpt["config"])
+    if settings.config and ckpt["architecture"] != "compact":
+        raise InputError("--set changes compact models only")
+    config = {**ckpt["config"], **settings.config}
+    module = build_architecture(ckpt["architecture"], len(class_names), config)
     own = module.state_dict()
     # Heads sized for other classes are left fresh; everything else is fine-tuned.
     fitting = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     module.load_state_dict({k: v for k, v in fitting.items() if k in own and own[k].shape == v.shape}, strict=False)
-    return module, ckpt["architecture"], ckpt["config"]
+    return module, ckpt["architecture"], config
 
 
 def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[TrainStep], None] | None = None) -> Path:

@@ -8,7 +8,7 @@ from streamseg.engine import Predictor
 from streamseg.errors import InputError
 from streamseg.instances import Frame
 from streamseg.models import load_checkpoint, load_model
-from streamseg.train import TrainSettings, _Average, train
+from streamseg.train import TrainSettings, _Average, parse_overrides, train
 
 from .conftest import TINY_CONFIG
 
@@ -88,3 +88,26 @@ def test_settings_need_a_bound():
         TrainSettings()
     with pytest.raises(InputError, match="--ema"):
         TrainSettings(iterations=1, ema=1.0)
+
+
+def test_a_fine_tune_can_change_the_checkpoints_sizes(tmp_path):
+    common = dict(batch=1, warmup=1, device="cpu", workers=0)
+    first = train(TrainSettings(out=str(tmp_path / "a"), iterations=1, config=TINY_CONFIG, **common))
+    tuned = train(TrainSettings(out=str(tmp_path / "b"), iterations=1, model=str(first),
+                                config={"min_size": 128, "train_min_sizes": [128, 144]}, **common))
+    before, config = load_checkpoint(first)["config"], load_checkpoint(tuned)["config"]
+    assert before["widths"] == TINY_CONFIG["widths"] and before["min_size"] != 128
+    assert config == {**before, "min_size": 128, "train_min_sizes": [128, 144]}
+    assert load_model(str(tuned), device="cpu").default_input_size == 128
+
+
+def test_overrides_are_json_values_of_known_keys(tmp_path):
+    assert parse_overrides(["min_size=312", "train_min_sizes=[264, 312]", "x=word"]) == {
+        "min_size": 312, "train_min_sizes": [264, 312], "x": "word"}
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_overrides(["min_size"])
+    with pytest.raises(InputError, match="unknown model setting 'min_sise'"):
+        TrainSettings(iterations=1, config={"min_sise": 300})
+    with pytest.raises(InputError, match="compact models only"):
+        train(TrainSettings(out=str(tmp_path / "r50"), iterations=1, model="maskrcnn_resnet50_fpn", device="cpu",
+                            workers=0, config={"min_size": 300}))

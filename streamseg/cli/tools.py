@@ -51,13 +51,15 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     ema: float = typer.Option(0.999, "--ema", help="Decay of the weights' moving average that model.pt holds; 0 for the last step's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Change a compact model's setting (JSON value), e.g. min_size=312; repeatable. Keys: streamseg/models/compact.py."),
 ) -> None:
     """Train a Mask R-CNN; Ctrl-C saves and exits cleanly."""
-    from ..train import TrainSettings
+    from ..train import TrainSettings, parse_overrides
     from ..train import train as run_training
 
     settings = TrainSettings(data=data, model=model, out=str(out), minutes=minutes, iterations=iterations,
-                             batch=batch, lr=lr, seed=seed, device=device, ema=ema)
+                             batch=batch, lr=lr, seed=seed, device=device, ema=ema,
+                             config=parse_overrides(overrides or []))
     with _progress(False) as progress:
         task = progress.add_task("train", total=1000, rate="", info="")
 
