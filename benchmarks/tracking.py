@@ -37,8 +37,9 @@ SCENARIOS = {"crossing": 8, "occlusion": 6, "crowd": 14, "enter-exit": 8}  # sce
 DETECTION_SCORE = 0.3  # low enough for ByteTrack-style second stages to have something to rescue
 
 
-def detections_of(clip: Path) -> list:
-    run = segment(str(clip), track=False, video=False, json=False, score_threshold=DETECTION_SCORE, device="cpu")
+def detections_of(clip: Path, model: str = "shapes") -> list:
+    run = segment(str(clip), model=model, track=False, video=False, json=False, score_threshold=DETECTION_SCORE,
+                  device="cpu")
     return [result.instances for result in run]
 
 
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--seed-base", type=int, default=4242, help="Scenario i uses seed BASE + i (4242: the table's "
                         "first set; 5252: the held-out set).")
+    parser.add_argument("--model", default="shapes", help="The detector every tracker is fed (default: the shipped one).")
     args = parser.parse_args()
     out = OUT if args.seed_base == 4242 else OUT.with_name(f"trackers-{args.seed_base}")
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,7 @@ def main() -> None:
         clip = out / f"{scenario}.mp4"
         gt_path = write_clip(clip, args.frames, seed=args.seed_base + offset, objects=objects, scenario=scenario)
         truth = json.loads(clip.with_name(f"{scenario}.gt.summary.json").read_text())
-        frames = detections_of(clip)
+        frames = detections_of(clip, args.model)
         results[scenario] = {name: score(name, make, frames, gt_path, truth, out) for name, make in trackers.items()}
         for name, row in results[scenario].items():
             print(f"{scenario:11s} {name:10s} " + " ".join(f"{k} {v}" for k, v in row.items()), flush=True)

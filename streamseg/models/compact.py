@@ -18,7 +18,8 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-# The architecture lives in the checkpoint as these keys; defaults are the shipped model's.
+# The architecture lives in the checkpoint as these keys. Defaults are what a fresh model starts from (the
+# shipped model's recipe too); a fine-tune may change the sizes (`streamseg train --set`, docs/models.md).
 DEFAULT_CONFIG = {
     "widths": [24, 48, 96, 160],  # stages at strides 4, 8, 16, 32
     "blocks": [1, 2, 2, 1],
