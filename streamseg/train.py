@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -132,10 +132,13 @@ def train(settings: TrainSettings, resume: bool = False, on_step: Callable[[Trai
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
+    saved = load_checkpoint(out / "checkpoint.pt") if resume else None
+    if saved:  # the model goes on as it was built, --set included, whatever this call's overrides
+        settings = replace(settings, config=saved["config"])
     dataset, loader, infinite = _data(settings)
     session = _Session(settings, dataset.class_names, device, out)
-    if resume:
-        session.restore(out / "checkpoint.pt")
+    if saved:
+        session.restore(saved)
     start = time.perf_counter()
     last_save, first_iteration = start, session.iteration
     losses: dict[str, float] = {}
@@ -189,8 +192,7 @@ class _Session:
         self.average = _Average(self.module, settings.ema) if settings.ema else None
         self.iteration, self.elapsed_before = 0, 0.0
 
-    def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def restore(self, state: dict) -> None:
         self.module.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["train_state"]["optimizer"])
         if self.average and "average" in state["train_state"]:

@@ -99,6 +99,9 @@ def test_a_fine_tune_can_change_the_checkpoints_sizes(tmp_path):
     assert before["widths"] == TINY_CONFIG["widths"] and before["min_size"] != 128
     assert config == {**before, "min_size": 128, "train_min_sizes": [128, 144]}
     assert load_model(str(tuned), device="cpu").default_input_size == 128
+    # Resumed without the overrides, the run keeps the sizes it was started with.
+    resumed = train(TrainSettings(out=str(tmp_path / "b"), iterations=2, model=str(first), **common), resume=True)
+    assert load_checkpoint(resumed)["config"] == config
 
 
 def test_overrides_are_json_values_of_known_keys(tmp_path):
