@@ -1,9 +1,10 @@
 """A model's mask threshold, calibrated on held-out synthetic clips and written into a copy of its checkpoint.
 
 The mask head gives each cell of a 28x28 grid a probability; pasted into the box and read at 0.5, the
-shipped model's masks came out a little larger than the truth (2026-12-01: mean mask AP 0.656 at 0.5 and
-0.668 at 0.6 on three held-out clips). The threshold that scores best is a property of the model, so
-it travels in the checkpoint's ``meta`` (``mask_threshold``), where :class:`~streamseg.engine.Predictor`
+shipped model's masks once came out a little larger than the truth (mean mask AP 0.656 at 0.5 and 0.668
+at 0.6 on three held-out clips), most of it torchvision's paste rule, since replaced (streamseg.ops).
+What remains is the model's own: the threshold that scores best is a property of the model, so it
+travels in the checkpoint's ``meta`` (``mask_threshold``), where :class:`~streamseg.engine.Predictor`
 finds it when no threshold is given.
 """
 

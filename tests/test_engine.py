@@ -1,16 +1,29 @@
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from streamseg.engine import Predictor, RawDetections
 from streamseg.formats import instances_to_record
 from streamseg.instances import Frame, Instances, drop_fragments
 from streamseg.models import load_model
+from streamseg.ops import paste_crops
+
+
+def _exact_full_frame_paste(masks: torch.Tensor, boxes: torch.Tensor, image_shape) -> torch.Tensor:
+    """(N, 1, H, W) full-frame masks pasted by streamseg's rule, in place of torchvision's paste."""
+    crops, crop_boxes = paste_crops(masks[:, 0], boxes, *image_shape)
+    full = torch.zeros(len(masks), 1, *image_shape)
+    for index, (x0, y0, x1, y1) in enumerate(crop_boxes.tolist()):
+        full[index, 0, y0:y1, x0:x1] = crops[index, :y1 - y0, :x1 - x0]
+    return full
 
 
 @pytest.mark.parametrize("shape", [(96, 160), (120, 90)])
-def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape):
+def test_predictor_gives_what_torchvision_maskrcnn_gives(tiny_checkpoint, shape, monkeypatch):
     model = load_model(str(tiny_checkpoint), device="cpu")
+    # The one intended difference: masks are pasted on the exact box (streamseg.ops), not torchvision's way.
+    monkeypatch.setattr(torchvision.models.detection.transform, "paste_masks_in_image", _exact_full_frame_paste)
     predictor = Predictor(model, score_threshold=0.0, agnostic_nms=None, fragment_overlap=1.0)
     image = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
     ours = predictor.predict([Frame(3, 0.1, image)])[0]

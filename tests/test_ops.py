@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from torchvision.models.detection.roi_heads import paste_masks_in_image
+import torch.nn.functional as F
 
 from streamseg.ops import paste_crops
 
@@ -22,21 +22,43 @@ def _boxes(generator, count, height, width):
     return boxes
 
 
+def _full_frame_paste(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Reference: each mask sampled by ``grid_sample`` at every frame pixel's centre, the M cells laid
+    exactly on the float box (normalised coordinates -1..1 are the box's edges), zeros outside."""
+    centres_x, centres_y = torch.arange(width) + 0.5, torch.arange(height) + 0.5
+    pasted = []
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes.tolist()):
+        gx = (centres_x - x0) / max(x1 - x0, 1e-3) * 2 - 1
+        gy = (centres_y - y0) / max(y1 - y0, 1e-3) * 2 - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
+        pasted.append(F.grid_sample(mask[None, None], grid, align_corners=False, padding_mode="zeros")[0, 0])
+    return torch.stack(pasted)
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_pasting_into_box_crops_matches_torchvision_full_frame_paste(seed):
+def test_pasting_into_box_crops_matches_a_full_frame_paste(seed):
     generator = torch.Generator().manual_seed(seed)
     height, width, count = 90, 160, 24
     boxes = _boxes(generator, count, height, width)
     masks = torch.rand(count, 28, 28, generator=generator)
-    theirs = paste_masks_in_image(masks[:, None], boxes, (height, width))[:, 0]
+    reference = _full_frame_paste(masks, boxes, height, width)
     crops, crop_boxes = paste_crops(masks, boxes, height, width)
     assert crop_boxes.dtype == torch.int64 and crops.shape[0] == count
-    for full, crop, (x0, y0, x1, y1) in zip(theirs, crops, crop_boxes.tolist()):
+    for full, crop, (x0, y0, x1, y1) in zip(reference, crops, crop_boxes.tolist()):
         assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
         ours = torch.zeros(height, width)
         ours[y0:y1, x0:x1] = crop[:y1 - y0, :x1 - x0]
-        assert torch.allclose(ours, full, atol=1e-4)  # nothing torchvision pastes lies outside the crop box
-        assert _iou(ours > 0.5, full > 0.5) >= 0.99
+        assert torch.allclose(ours, full, atol=1e-4)  # nothing the reference pastes lies outside the crop box
+
+
+def test_a_full_mask_covers_exactly_its_box_pixels():
+    # A box on whole pixels: inside reads the mask (1), the pixels beyond it only the fading edge.
+    crops, crop_boxes = paste_crops(torch.ones(1, 28, 28), torch.tensor([[10.0, 20.0, 24.0, 27.0]]), 60, 80)
+    x0, y0, x1, y1 = crop_boxes[0].tolist()
+    full = torch.zeros(60, 80)
+    full[y0:y1, x0:x1] = crops[0, :y1 - y0, :x1 - x0]
+    assert torch.equal((full > 0.5).nonzero().amin(0), torch.tensor([20, 10]))
+    assert torch.equal((full > 0.5).nonzero().amax(0), torch.tensor([26, 23]))
 
 
 def test_crops_are_as_large_as_the_largest_box_not_the_frame():
