@@ -8,7 +8,7 @@ thresholds in a ``[tracker]`` table (the fields of ``TrackerConfig``)::
     inference_size = 288
 
     [tracker]
-    lost_seconds = 3.0
+    lost_seconds = 5.0
 
 Unknown keys and values of the wrong type or range are errors: a typo must not be silently ignored.
 The presets in ``configs/`` are installed with the package, and a bare name such as ``cpu-fast``

@@ -88,7 +88,7 @@ def test_a_new_object_needs_confirmation_and_a_class_flicker_keeps_its_track():
     frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(1, 4)]
     frames += [frame(4, [(disc(30, 30), 2, 0.9), (disc(120, 80), 2, 0.9)])]  # the model calls object 1 a "2" once
     frames += [frame(i, [(disc(30, 30), 1, 0.9), (disc(120, 80), 2, 0.9)]) for i in range(5, 10)]
-    tracker = Tracker()
+    tracker = Tracker(TrackerConfig(confirm_hits=2))
     out = [tracker.update(f) for f in frames]
     ids = [o.track_ids.tolist() for o in out]
     assert ids[0] == [1] and ids[1] == [1, -1] and ids[2] == [1, 2] and ids[3] == [1, 2]
@@ -114,9 +114,9 @@ def test_a_track_takes_the_class_its_detections_mostly_give():
 
 def test_a_far_object_of_another_class_is_a_new_track():
     frames = [frame(i, [(disc(30, 30), 1, 0.9)]) for i in range(3)]
-    frames += [frame(3, [(disc(150, 90), 2, 0.9)]), frame(4, [(disc(150, 90), 2, 0.9)])]
+    frames += [frame(i, [(disc(150, 90), 2, 0.9)]) for i in range(3, 3 + TrackerConfig().confirm_hits)]
     ids = run(frames)[1]
-    assert ids[0] == [1] and ids[4] == [2]
+    assert ids[0] == [1] and ids[-1] == [2]
 
 
 def test_kalman_filter_learns_a_constant_velocity():
