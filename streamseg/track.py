@@ -34,8 +34,8 @@ _MIN_STEP = 1 / 60  # seconds: a shorter mean gap is a burst (or retimed repeats
 
 @dataclass
 class TrackerConfig:
-    # Defaults chosen 2026-12-01 on tuning clips (seeds 9191, 9393, 9595) and checked on the tracking
-    # benchmark's 20 clips; what each moved is in docs/benchmarks.md ("Tracker defaults re-tuned").
+    # Defaults chosen 2026-12-01 for the shipped model's detections on 20 tuning clips (seed bases 9191
+    # to 9999) and checked on the tracking benchmark's; docs/benchmarks.md has what each moved.
     high_score: float = 0.6  # detections at or above: first stage, and may start tracks
     new_track_score: float = 0.8  # a track starts only from a detection this sure
     min_similarity: float = 0.1  # first stage: mask_weight * mask IoU + (1 - mask_weight) * box IoU
